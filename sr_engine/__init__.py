@@ -1,0 +1,19 @@
+"""HNDSR super-resolution engine: models, checkpoints and the bicubic baseline.
+
+Usable on its own (notebook, batch job): it imports nothing from the server packages.
+"""
+
+from sr_engine.bicubic import BicubicUpscaler
+from sr_engine.interface import SR_MODES, ModelUnavailableError, Upscaler
+
+__all__ = ["SR_MODES", "BicubicUpscaler", "ModelUnavailableError", "Upscaler", "load_model"]
+
+
+def load_model(path=None, device: str = "auto") -> Upscaler:
+    """Load an HNDSR checkpoint (``None``: the one shipped in the package).
+
+    Raises ``ModelUnavailableError`` if the checkpoint is missing or corrupt.
+    """
+    from sr_engine.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, device=device)
