@@ -1,0 +1,1 @@
+"""Pytest fixtures: redis_server (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures: sample_scene (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures: server (filled in by its owner)."""
