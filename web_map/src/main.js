@@ -1,0 +1,223 @@
+// The Leaflet page served at `/`: dataset picker from /catalog, SR (left) versus
+// bicubic (right) swipe, a mode selector when the model offers several modes, and a
+// status line. State useful to tests and to people debugging is on `window.hndsr`.
+import "leaflet/dist/leaflet.css";
+import "./style.css";
+import L from "leaflet";
+import { loadCatalog, loadModes, loadTileJSON, withParams } from "./catalog.js";
+import { srTileLayer } from "./srlayer.js";
+import { swipe } from "./swipe.js";
+
+const TILE_SIZE = 256;
+const EARTH_CIRCUMFERENCE = 2 * Math.PI * 6378137;
+const SR_MIN_SCALE = 1.1; // HNDSR_SR_MIN_SCALE default; the catalog may say otherwise
+
+const state = {
+  catalog: [],
+  entry: null,
+  mode: "auto",
+  centreTile: null, // last X-SR-Scale / X-SR-Mode seen for the tile under the centre
+  tiles: { sr: {}, bicubic: {} }, // counts per X-SR-Mode
+  errors: [],
+};
+window.hndsr = state;
+
+const $ = (id) => document.getElementById(id);
+
+const map = L.map("map", {
+  zoomControl: true,
+  attributionControl: true,
+  worldCopyJump: false,
+  minZoom: 0,
+  maxZoom: 18,
+});
+map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
+map.createPane("sr-pane").style.zIndex = 250;
+map.createPane("bicubic-pane").style.zIndex = 240;
+const divider = swipe(map.getPane("sr-pane"), map.getPane("bicubic-pane"), {
+  leftLabel: "SR (auto)",
+  rightLabel: "bicubic",
+}).addTo(map);
+state.swipe = divider;
+state.map = map;
+
+let srLayer = null;
+let bicubicLayer = null;
+
+// Scale at a latitude and zoom: native resolution (TMS metres) / tile pixel size.
+function estimatedScale(entry, zoom, latitude) {
+  if (entry.nativeResolution) {
+    const cell = EARTH_CIRCUMFERENCE / (TILE_SIZE * 2 ** zoom);
+    const nativeTms = entry.nativeResolution / Math.cos((latitude * Math.PI) / 180);
+    return nativeTms / cell;
+  }
+  if (Number.isFinite(entry.nativeZoom)) return 2 ** (zoom - entry.nativeZoom);
+  return null;
+}
+
+function srStartZoom(entry) {
+  if (Number.isFinite(entry.srMinZoom)) return entry.srMinZoom;
+  const lat = map.getCenter().lat;
+  for (let z = 0; z <= 24; z += 1) {
+    const s = estimatedScale(entry, z, lat);
+    if (s !== null && s > SR_MIN_SCALE) return z;
+  }
+  return null;
+}
+
+function centreTileKey() {
+  const zoom = map.getZoom();
+  const point = map.project(map.getCenter(), zoom).divideBy(TILE_SIZE).floor();
+  return `${point.x}:${point.y}:${zoom}`;
+}
+
+function updateStatus() {
+  const entry = state.entry;
+  if (!entry) return;
+  const zoom = map.getZoom();
+  const parts = [`zoom ${zoom}`];
+  if (Number.isFinite(entry.nativeZoom)) parts.push(`native ${entry.nativeZoom}`);
+  let scaleText = null;
+  const centre = state.centreTile;
+  if (centre && centre.key === centreTileKey() && centre.scale) {
+    scaleText = `scale ×${centre.scale} (${centre.mode})`;
+  } else {
+    const s = estimatedScale(entry, zoom, map.getCenter().lat);
+    if (s !== null) scaleText = `scale ≈×${s.toFixed(2)}`;
+  }
+  if (scaleText) parts.push(scaleText);
+  const start = srStartZoom(entry);
+  if (start !== null) parts.push(`SR from zoom ${start}`);
+  if (Number.isFinite(entry.srMaxZoom)) parts.push(`max ${entry.srMaxZoom}`);
+  const degraded = document.querySelectorAll(".sr-tile.degraded").length;
+  if (degraded) parts.push(`${degraded} degraded tile${degraded > 1 ? "s" : ""} (retrying)`);
+  $("status").textContent = parts.join(" · ");
+  $("status").dataset.zoom = String(zoom);
+}
+
+function onTileInfo(label) {
+  return (info) => {
+    const counts = state.tiles[label];
+    const mode = info.mode || `http-${info.status}`;
+    counts[mode] = (counts[mode] || 0) + 1;
+    if (label === "sr") {
+      const key = `${info.coords.x}:${info.coords.y}:${info.coords.z}`;
+      if (key === centreTileKey()) state.centreTile = { key, scale: info.scale, mode: info.mode };
+    }
+    updateStatus();
+  };
+}
+
+function tileTemplate(entry, sr) {
+  return withParams(entry.tilejson.tiles[0], { sr, tilesize: TILE_SIZE });
+}
+
+function showDataset(entry) {
+  state.entry = entry;
+  state.centreTile = null;
+  state.tiles = { sr: {}, bicubic: {} };
+  if (srLayer) map.removeLayer(srLayer);
+  if (bicubicLayer) map.removeLayer(bicubicLayer);
+  const [w, s, e, n] = entry.bounds;
+  const bounds = L.latLngBounds([s, w], [n, e]);
+  const maxZoom = Number.isFinite(entry.srMaxZoom) ? entry.srMaxZoom : 18;
+  const minZoom = Number.isFinite(entry.minZoom) ? entry.minZoom : 0;
+  const common = {
+    bounds,
+    minZoom,
+    maxZoom,
+    maxNativeZoom: maxZoom,
+    tileSize: TILE_SIZE,
+    attribution: entry.attribution || "",
+    keepBuffer: 1,
+    updateWhenZooming: false,
+  };
+  srLayer = srTileLayer(tileTemplate(entry, state.mode), {
+    ...common,
+    pane: "sr-pane",
+    label: "sr",
+    onTileInfo: onTileInfo("sr"),
+  }).addTo(map);
+  bicubicLayer = srTileLayer(tileTemplate(entry, "bicubic"), {
+    ...common,
+    attribution: "",
+    pane: "bicubic-pane",
+    label: "bicubic",
+    onTileInfo: onTileInfo("bicubic"),
+  }).addTo(map);
+  state.layers = { sr: srLayer, bicubic: bicubicLayer };
+  map.setMinZoom(minZoom);
+  map.setMaxZoom(maxZoom);
+  map.setMaxBounds(bounds.pad(0.5));
+  map.fitBounds(bounds);
+  const url = new URL(window.location.href);
+  url.searchParams.set("dataset", entry.id);
+  window.history.replaceState(null, "", url);
+  $("links").innerHTML = "";
+  const tilejsonLink = document.createElement("a");
+  tilejsonLink.href = entry.tilejsonUrl;
+  tilejsonLink.textContent = "tilejson";
+  const olLink = document.createElement("a");
+  olLink.href = `ol.html?dataset=${encodeURIComponent(entry.id)}`;
+  olLink.textContent = "OpenLayers (WMTS)";
+  $("links").append(tilejsonLink, " · ", olLink);
+  updateStatus();
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  divider.setLabels(`SR (${mode})`, "bicubic");
+  if (srLayer && state.entry) {
+    state.centreTile = null;
+    srLayer.setTemplate(tileTemplate(state.entry, mode));
+  }
+}
+
+async function selectDataset(id) {
+  const entry = state.catalog.find((item) => item.id === id) || state.catalog[0];
+  $("dataset").value = entry.id;
+  try {
+    if (!entry.tilejson) await loadTileJSON(entry);
+    showDataset(entry);
+    const modes = await loadModes(entry);
+    const offered = modes.filter((m) => m === "fast" || m === "diffusion");
+    const select = $("mode");
+    select.innerHTML = "";
+    for (const m of ["auto", ...offered]) select.add(new Option(m === "auto" ? "auto (default)" : m, m));
+    select.value = offered.includes(state.mode) ? state.mode : "auto";
+    $("mode-field").hidden = offered.length === 0;
+    if (select.value !== state.mode) setMode(select.value);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function fail(error) {
+  state.errors.push(String(error));
+  $("status").textContent = `Could not load the dataset: ${error.message || error}`;
+  $("status").classList.add("error");
+}
+
+async function start() {
+  $("status").textContent = "Loading the catalog…";
+  try {
+    state.catalog = await loadCatalog();
+  } catch (error) {
+    fail(error);
+    return;
+  }
+  if (state.catalog.length === 0) {
+    $("status").textContent = "The catalog is empty: run `hndsr-tiles sample-data` or add COGs.";
+    return;
+  }
+  const select = $("dataset");
+  for (const entry of state.catalog) select.add(new Option(entry.title, entry.id));
+  select.addEventListener("change", () => selectDataset(select.value));
+  $("mode").addEventListener("change", (event) => setMode(event.target.value));
+  map.on("zoomend moveend", updateStatus);
+  const wanted = new URL(window.location.href).searchParams.get("dataset");
+  await selectDataset(wanted || state.catalog[0].id);
+  state.ready = true;
+}
+
+start();

@@ -1,0 +1,109 @@
+// The second client (`/ol.html`): OpenLayers builds its layer from the server's WMTS
+// capabilities document with `optionsFromCapabilities`, as a WMTS client such as QGIS
+// does, instead of from a URL template.
+import "ol/ol.css";
+import "./style.css";
+import Map from "ol/Map.js";
+import View from "ol/View.js";
+import WMTSCapabilities from "ol/format/WMTSCapabilities.js";
+import TileLayer from "ol/layer/Tile.js";
+import { transformExtent } from "ol/proj.js";
+import WMTS, { optionsFromCapabilities } from "ol/source/WMTS.js";
+import { absolute, loadCatalog, withParams } from "./catalog.js";
+
+const MATRIX_SET = "WebMercatorQuad";
+const state = { tilesLoaded: 0, tileErrors: 0, errors: [] };
+window.hndsrOl = state;
+const $ = (id) => document.getElementById(id);
+
+const map = new Map({ target: "map", view: new View({ center: [0, 0], zoom: 2 }) });
+state.map = map;
+let layer = null;
+
+// The capabilities URL: from the catalog if it names one, else next to the tilejson
+// (TiTiler's factory routes: /{prefix}/{TMS}/tilejson.json and /{prefix}/WMTSCapabilities.xml).
+function capabilitiesUrl(entry) {
+  if (entry.wmtsUrl) return absolute(entry.wmtsUrl);
+  const tilejson = new URL(absolute(entry.tilejsonUrl));
+  tilejson.pathname = tilejson.pathname.replace(
+    /\/(?:tilejson\.json|[^/]+\/tilejson\.json)$/,
+    "/WMTSCapabilities.xml",
+  );
+  return withParams(tilejson.toString(), { sr: "auto", tilesize: null });
+}
+
+function updateStatus() {
+  const zoom = map.getView().getZoom();
+  $("status").textContent =
+    `zoom ${zoom === undefined ? "?" : zoom.toFixed(1)} · ` +
+    `${state.tilesLoaded} tiles loaded · ${state.tileErrors} failed · layer ${state.layer || "?"}`;
+}
+
+async function showDataset(entry) {
+  const url = capabilitiesUrl(entry);
+  state.capabilitiesUrl = url;
+  $("caps-link").href = url;
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const capabilities = new WMTSCapabilities().read(await response.text());
+  const layers = capabilities.Contents.Layer;
+  const chosen =
+    layers.find((l) => l.TileMatrixSetLink.some((link) => link.TileMatrixSet === MATRIX_SET)) ||
+    layers[0];
+  const options = optionsFromCapabilities(capabilities, {
+    layer: chosen.Identifier,
+    matrixSet: MATRIX_SET,
+  });
+  if (!options) throw new Error(`layer ${chosen.Identifier} not usable from the capabilities`);
+  options.crossOrigin = "anonymous";
+  options.attributions = entry.attribution ? [entry.attribution] : undefined;
+  const source = new WMTS(options);
+  source.on("tileloadend", () => {
+    state.tilesLoaded += 1;
+    updateStatus();
+  });
+  source.on("tileloaderror", () => {
+    state.tileErrors += 1;
+    updateStatus();
+  });
+  if (layer) map.removeLayer(layer);
+  layer = new TileLayer({ source });
+  map.addLayer(layer);
+  state.layer = chosen.Identifier;
+  state.tileUrls = options.urls;
+  const extent = transformExtent(chosen.WGS84BoundingBox, "EPSG:4326", "EPSG:3857");
+  map.getView().fit(extent, { size: map.getSize() });
+  updateStatus();
+}
+
+async function start() {
+  try {
+    const catalog = await loadCatalog();
+    const select = $("dataset");
+    for (const entry of catalog) select.add(new Option(entry.title, entry.id));
+    const wanted = new URL(window.location.href).searchParams.get("dataset");
+    const entry = catalog.find((item) => item.id === wanted) || catalog[0];
+    if (!entry) throw new Error("the catalog is empty");
+    select.value = entry.id;
+    select.addEventListener("change", () => {
+      const next = catalog.find((item) => item.id === select.value);
+      showDataset(next).catch(fail);
+    });
+    if (!entry.tilejsonUrl && !entry.wmtsUrl) {
+      throw new Error(`dataset ${entry.id} names neither a tilejson nor a WMTS URL`);
+    }
+    await showDataset(entry);
+    map.getView().on("change:resolution", updateStatus);
+    state.ready = true;
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function fail(error) {
+  state.errors.push(String(error));
+  $("status").textContent = `Could not load the capabilities: ${error.message || error}`;
+  $("status").classList.add("error");
+}
+
+start();
