@@ -1,0 +1,73 @@
+"""Tiers composed into one cache: read-through with promotion, write-through."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cache.entry import Entry
+from cache.redis_tier import DEFAULT_TTL_S, RedisTier
+from cache.tiers import CacheTier, DiskTier, MemoryTier
+
+
+class TieredCache:
+    """Fastest tier first; a hit in a slower tier is copied into every faster one."""
+
+    def __init__(self, tiers: Sequence[CacheTier]) -> None:
+        self.tiers = list(tiers)
+        self.memory = next((t for t in self.tiers if isinstance(t, MemoryTier)), None)
+        self.redis = next((t for t in self.tiers if isinstance(t, RedisTier)), None)
+
+    async def get(self, key: str) -> tuple[Entry, str] | None:
+        """``(entry, tier name)`` of the first tier holding the key, promoting it; or None."""
+        for index, tier in enumerate(self.tiers):
+            entry = await tier.get(key)
+            if entry is not None:
+                for faster in self.tiers[:index]:
+                    await faster.set(key, entry)
+                return entry, tier.name
+        return None
+
+    async def set(self, key: str, entry: Entry) -> None:
+        """Write the entry to every tier."""
+        for tier in self.tiers:
+            await tier.set(key, entry)
+
+    async def delete(self, key: str) -> None:
+        """Drop the key from every tier."""
+        for tier in self.tiers:
+            await tier.delete(key)
+
+    def health(self) -> dict[str, bool]:
+        """Tier name -> usable now."""
+        return {tier.name: tier.healthy() for tier in self.tiers}
+
+    def degraded(self) -> list[str]:
+        """Names (``cache-<tier>``) of the tiers that do not work right now, for /readyz."""
+        return [f"cache-{name}" for name, up in self.health().items() if not up]
+
+    async def close(self) -> None:
+        """Release connections and files."""
+        for tier in self.tiers:
+            if isinstance(tier, RedisTier):
+                await tier.close()
+            elif isinstance(tier, DiskTier):
+                tier.close()
+
+
+def build_tiered_cache(
+    cache_dir: Path,
+    cache_size_mb: int,
+    memory_mb: int,
+    redis_url: str | None,
+    redis_ttl_s: int = DEFAULT_TTL_S,
+    redis_socket_timeout: float = 0.25,
+) -> TieredCache:
+    """Memory (if ``memory_mb``) -> disk -> Redis (if ``redis_url``)."""
+    tiers: list[CacheTier] = []
+    if memory_mb > 0:
+        tiers.append(MemoryTier(memory_mb * 2**20))
+    tiers.append(DiskTier(cache_dir, cache_size_mb))
+    if redis_url:
+        tiers.append(RedisTier(redis_url, redis_ttl_s, redis_socket_timeout))
+    return TieredCache(tiers)

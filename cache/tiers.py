@@ -1,0 +1,177 @@
+"""The cache tier interface and the two local tiers: an in-process LRU and diskcache.
+
+Every tier implements ``CacheTier``: ``get`` / ``set`` / ``delete`` never raise for tier
+trouble (a broken tier is a miss, counted as an error) and ``healthy`` says whether it works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import OrderedDict
+from pathlib import Path
+from typing import Protocol
+
+import diskcache
+
+from cache.entry import CorruptEntryError, Entry
+from cache.metrics import CACHE_TIER_UP, TILE_CACHE
+
+
+class CacheTier(Protocol):
+    """One level of the tile cache."""
+
+    name: str
+
+    async def get(self, key: str) -> Entry | None:
+        """The entry, or None on a miss, a corrupt entry (dropped) or a tier failure."""
+        ...
+
+    async def set(self, key: str, entry: Entry) -> None:
+        """Store (overwrite) an entry; idempotent."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Drop an entry if present."""
+        ...
+
+    def healthy(self) -> bool:
+        """True when the tier is usable right now."""
+        ...
+
+
+class TierCounters:
+    """Pre-bound ``hndsr_tile_cache_total`` children of one tier (labels() is slow on hot paths)."""
+
+    def __init__(self, tier: str) -> None:
+        self.hit = TILE_CACHE.labels(tier, "hit")
+        self.miss = TILE_CACHE.labels(tier, "miss")
+        self.error = TILE_CACHE.labels(tier, "error")
+        self.up = CACHE_TIER_UP.labels(tier)
+        self.up.set(1)
+
+
+class MemoryTier:
+    """In-process LRU bounded by the bytes it holds (entries larger than a quarter are skipped)."""
+
+    name = "memory"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._counters = TierCounters(self.name)
+
+    def get_nowait(self, key: str) -> Entry | None:
+        """Synchronous lookup (the hit fast path)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self._counters.miss.inc()
+            return None
+        self._entries.move_to_end(key)
+        self._counters.hit.inc()
+        return entry
+
+    async def get(self, key: str) -> Entry | None:
+        """See ``CacheTier.get``."""
+        return self.get_nowait(key)
+
+    async def set(self, key: str, entry: Entry) -> None:
+        """Insert as most recent, evicting least recently used entries beyond ``max_bytes``."""
+        if entry.size * 4 > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+        self._entries[key] = entry
+        self.bytes += entry.size
+        while self.bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.bytes -= evicted.size
+
+    async def delete(self, key: str) -> None:
+        """See ``CacheTier.delete``."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def healthy(self) -> bool:
+        """Always usable."""
+        return True
+
+
+class DiskTier:
+    """diskcache (SQLite + files) bounded by ``size_mb``; process- and thread-safe.
+
+    Entries are stored checksummed; reads run inline (a local SQLite lookup is sub-millisecond),
+    writes in a thread.
+    """
+
+    name = "disk"
+
+    def __init__(self, directory: Path, size_mb: int) -> None:
+        self.directory = Path(directory)
+        self.cache = diskcache.Cache(
+            str(self.directory),
+            size_limit=size_mb * 2**20,
+            eviction_policy="least-recently-stored",
+        )
+        self._counters = TierCounters(self.name)
+        self._healthy = True
+
+    def _failed(self) -> None:
+        self._counters.error.inc()
+        self._healthy = False
+        self._counters.up.set(0)
+
+    def _worked(self) -> None:
+        if not self._healthy:
+            self._healthy = True
+            self._counters.up.set(1)
+
+    async def get(self, key: str) -> Entry | None:
+        """See ``CacheTier.get``; a corrupt entry is deleted and counted as an error."""
+        try:
+            data = self.cache.get(key)
+        except (OSError, sqlite3.Error):
+            self._failed()
+            return None
+        self._worked()
+        if data is None:
+            self._counters.miss.inc()
+            return None
+        try:
+            entry = Entry.decode(data)
+        except CorruptEntryError:
+            self._counters.error.inc()
+            self.cache.delete(key)
+            return None
+        self._counters.hit.inc()
+        return entry
+
+    async def set(self, key: str, entry: Entry) -> None:
+        """See ``CacheTier.set``."""
+        try:
+            await asyncio.to_thread(self.cache.set, key, entry.encode())
+        except (OSError, sqlite3.Error):
+            self._failed()
+        else:
+            self._worked()
+
+    async def delete(self, key: str) -> None:
+        """See ``CacheTier.delete``."""
+        try:
+            self.cache.delete(key)
+        except (OSError, sqlite3.Error):
+            self._failed()
+
+    def healthy(self) -> bool:
+        """False after an I/O or SQLite error, until an operation works again."""
+        return self._healthy
+
+    def close(self) -> None:
+        """Close the SQLite connections."""
+        self.cache.close()
