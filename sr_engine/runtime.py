@@ -1,0 +1,295 @@
+"""The SR serving runtime: micro-batching on a dedicated inference thread, with backpressure.
+
+Callers (threads or coroutines) submit one tile each and get a future; a worker thread
+groups queued jobs by ``BatchKey`` into ``upscale_batch`` calls of up to ``max_batch`` jobs,
+waiting at most ``max_wait_ms`` for company. The queue is bounded and admission also checks
+the expected wait against a latency budget: a job that cannot be served in time raises
+``Overloaded`` at once, so the caller can degrade (bicubic) or answer 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from concurrent.futures import Future
+
+import numpy as np
+
+from sr_engine.batcher import BatchKey, Job, JobQueue, pad_window, padded_shape
+from sr_engine.device import (
+    DeviceConfig,
+    apply_process_settings,
+    device_config,
+    host_buffer,
+    inference_context,
+)
+from sr_engine.interface import Upscaler, normalize_scale
+from sr_engine.metrics import SR_BATCH_SIZE, SR_INFERENCES, SR_QUEUE_DEPTH, SR_TILES
+
+log = logging.getLogger(__name__)
+
+EWMA_WEIGHT = 0.2
+"""Weight of the newest batch in the running estimate of batch duration."""
+
+
+class Overloaded(RuntimeError):
+    """The runtime cannot take this job now (queue full, too slow, or stopping)."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        """Seconds after which a retry is likely to be admitted (for ``Retry-After``)."""
+
+
+class SRRuntime:
+    """Batches upscaling jobs of one upscaler onto one inference thread."""
+
+    def __init__(
+        self,
+        upscaler: Upscaler,
+        *,
+        max_batch: int = 8,
+        max_wait_ms: float = 5.0,
+        queue_limit: int = 64,
+        latency_budget_s: float | None = 2.0,
+        device: DeviceConfig | None = None,
+    ) -> None:
+        if max_batch < 1 or queue_limit < 1:
+            raise ValueError("max_batch and queue_limit must be >= 1")
+        self.upscaler = upscaler
+        self.max_batch = max_batch
+        self.queue_limit = queue_limit
+        self.latency_budget_s = latency_budget_s
+        self.device = device or device_config("cpu")
+        self._queue = JobQueue(max_batch, max_wait_ms / 1000.0)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._busy_since: float | None = None
+        self._batch_seconds: float | None = None
+        self._buffers: dict[tuple[int, ...], np.ndarray] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Apply the device's process settings and start the inference thread."""
+        with self._cond:
+            if self._thread is not None:
+                return
+            apply_process_settings(self.device)
+            self._thread = threading.Thread(target=self._work, name="sr-runtime", daemon=True)
+            self._thread.start()
+
+    def warm_up(
+        self,
+        out_shape: tuple[int, int] = (256, 256),
+        scale: float = 2.0,
+        channels: int = 3,
+        modes: tuple[str, ...] | None = None,
+    ) -> None:
+        """Run one batch per mode (allocations, kernel autotuning, compilation) before serving."""
+        self.start()
+        h, w = (math.ceil(n / scale) for n in out_shape)
+        lr = np.full((channels, h, w), 0.5, dtype=np.float32)
+        for mode in modes or self.upscaler.modes:
+            self.submit(lr, scale, out_shape, mode=mode, admit=False).result()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Stop taking jobs, finish every queued and running batch, stop the thread.
+
+        Returns ``False`` if batches were still running after ``timeout`` seconds.
+        """
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        """The inference thread is alive and taking jobs."""
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued and not yet taken into a batch."""
+        with self._cond:
+            return len(self._queue)
+
+    # -- submission ------------------------------------------------------------------------
+    def submit(
+        self,
+        lr: np.ndarray,
+        scale: float | tuple[float, float],
+        out_shape: tuple[int, int],
+        origin: tuple[float, float] = (0.0, 0.0),
+        pixel_offset: tuple[int, int] | None = None,
+        mode: str | None = None,
+        seed: int = 0,
+        *,
+        background: bool = False,
+        admit: bool = True,
+    ) -> Future[np.ndarray]:
+        """Queue one (C, h, w) window; the future resolves to float32 (C, *out_shape).
+
+        ``background`` jobs (recomputations nobody waits for) yield to foreground ones and
+        skip the latency budget. ``admit=False`` bypasses admission control (warm-up).
+        Raises ``Overloaded`` when the job cannot be served in time.
+        """
+        mode = mode or self.upscaler.default_mode
+        if mode not in self.upscaler.modes:
+            raise ValueError(f"mode {mode!r} is not one of {self.upscaler.modes}")
+        lr = np.asarray(lr, dtype=np.float32)
+        if lr.ndim != 3:
+            raise ValueError(f"lr must be (C, h, w), got shape {lr.shape}")
+        sxy = normalize_scale(scale)
+        out = (int(out_shape[0]), int(out_shape[1]))
+        window = padded_shape(lr.shape[-2:], sxy, out, self.upscaler.halo)
+        key = BatchKey(
+            model=self.upscaler.version,
+            mode=mode,
+            seed=seed,
+            lr_shape=(lr.shape[0], *window),
+            out_shape=out,
+            scale=sxy,
+            has_offsets=pixel_offset is not None,
+        )
+        job = Job(
+            key=key,
+            lr=pad_window(lr, window),
+            origin=(float(origin[0]), float(origin[1])),
+            pixel_offset=None
+            if pixel_offset is None
+            else (int(pixel_offset[0]), int(pixel_offset[1])),
+            background=background,
+            enqueued=time.monotonic(),
+        )
+        with self._cond:
+            if admit:
+                self._admit(background)
+            self._queue.push(job)
+            SR_QUEUE_DEPTH.set(len(self._queue))
+            self._cond.notify_all()
+        return job.future
+
+    def upscale(self, *args: object, **kwargs: object) -> np.ndarray:
+        """``submit`` and wait for the result (from a thread)."""
+        return self.submit(*args, **kwargs).result()  # type: ignore[arg-type]
+
+    async def aupscale(self, *args: object, **kwargs: object) -> np.ndarray:
+        """``submit`` and await the result without blocking the event loop.
+
+        Cancelling the awaiting task withdraws the job if no batch has taken it yet.
+        """
+        return await asyncio.wrap_future(self.submit(*args, **kwargs))  # type: ignore[arg-type]
+
+    def expected_wait(self) -> float:
+        """Seconds a foreground job submitted now is expected to wait for its result."""
+        with self._cond:
+            return self._expected_wait_locked()
+
+    def _expected_wait_locked(self) -> float:
+        if self._batch_seconds is None:
+            return 0.0
+        batches_ahead = self._queue.foreground_count // self.max_batch + 1
+        in_flight = 0.0
+        if self._busy_since is not None:
+            in_flight = max(0.0, self._batch_seconds - (time.monotonic() - self._busy_since))
+        return in_flight + batches_ahead * self._batch_seconds + self._queue.max_wait_s
+
+    def _admit(self, background: bool) -> None:
+        if self._stopping or self._thread is None:
+            raise Overloaded("the SR runtime is not running", retry_after=1.0)
+        if background:
+            if self._queue.background_count >= self.queue_limit:
+                raise Overloaded("the SR background queue is full", retry_after=1.0)
+            return
+        wait = self._expected_wait_locked()
+        retry_after = max(1.0, math.ceil(wait))
+        if self._queue.foreground_count >= self.queue_limit:
+            raise Overloaded(f"the SR queue is full ({self.queue_limit} jobs)", retry_after)
+        if self.latency_budget_s is not None and wait > self.latency_budget_s:
+            raise Overloaded(
+                f"expected SR wait {wait:.2f}s exceeds the latency budget", retry_after
+            )
+
+    # -- inference thread ------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                jobs = self._next_jobs()
+                if not jobs:
+                    return
+                self._busy_since = time.monotonic()
+                SR_QUEUE_DEPTH.set(len(self._queue))
+            started = time.monotonic()
+            self._execute(jobs)
+            elapsed = time.monotonic() - started
+            with self._cond:
+                self._busy_since = None
+                previous = self._batch_seconds
+                self._batch_seconds = (
+                    elapsed
+                    if previous is None
+                    else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * elapsed
+                )
+                self._cond.notify_all()
+
+    def _next_jobs(self) -> list[Job]:
+        """Wait (holding the condition) for a due batch; ``[]`` once stopping and empty."""
+        while True:
+            jobs, wait = self._queue.next_batch(time.monotonic(), flush=self._stopping)
+            if jobs:
+                return jobs
+            if self._stopping and wait is None:
+                return []
+            self._cond.wait(wait)
+
+    def _execute(self, jobs: list[Job]) -> None:
+        """Run one batch; its failure fails only its own jobs."""
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        key = jobs[0].key
+        try:
+            batch = self._assemble(key, jobs)
+            origins = np.array([job.origin for job in jobs], dtype=np.float64)
+            offsets = (
+                np.array([job.pixel_offset for job in jobs], dtype=np.int64)
+                if key.has_offsets
+                else None
+            )
+            SR_INFERENCES.labels(mode=key.mode).inc()
+            SR_BATCH_SIZE.observe(len(jobs))
+            with inference_context(self.device):
+                out = self.upscaler.upscale_batch(
+                    batch, key.scale, key.out_shape, origins, offsets, mode=key.mode, seed=key.seed
+                )
+            expected = (len(jobs), key.lr_shape[0], *key.out_shape)
+            if out.shape != expected:
+                raise RuntimeError(f"upscaler returned shape {out.shape}, expected {expected}")
+        except Exception as exc:
+            log.exception("SR batch of %d %s jobs failed", len(jobs), key.mode)
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        SR_TILES.labels(mode=key.mode).inc(len(jobs))
+        for index, job in enumerate(jobs):
+            job.future.set_result(np.array(out[index], dtype=np.float32, copy=True))
+
+    def _assemble(self, key: BatchKey, jobs: list[Job]) -> np.ndarray:
+        """Stack the jobs' windows into a reused host buffer (pinned on CUDA)."""
+        shape = (self.max_batch, *key.lr_shape)
+        buffer = self._buffers.get(shape)
+        if buffer is None:
+            if len(self._buffers) >= 8:
+                self._buffers.pop(next(iter(self._buffers)))
+            buffer = self._buffers[shape] = host_buffer(shape, self.device)
+        for index, job in enumerate(jobs):
+            buffer[index] = job.lr
+        return buffer[: len(jobs)]

@@ -1,0 +1,111 @@
+"""Upscalers for tests: real bicubic pixels under a model's name, plus a gate, a delay, a fault."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from sr_engine.bicubic import BicubicUpscaler
+from sr_engine.interface import normalize_scale, output_shape
+
+
+class Gate(Protocol):
+    """Something a model call blocks on until the test lets it through."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class FileGate:
+    """A gate another process opens by creating a file."""
+
+    def __init__(self, path: Path, poll_s: float = 0.01) -> None:
+        self.path = path
+        self.poll_s = poll_s
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the file exists (or ``timeout`` seconds pass)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.path.exists():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(self.poll_s)
+        return True
+
+
+class FailOn:
+    """Fault predicate: fail a batch that contains a window whose mean is ``value``."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __call__(self, lr: np.ndarray) -> bool:
+        means = lr.reshape(len(lr), -1).mean(axis=1)
+        return bool(np.any(np.abs(means - self.value) < 1e-6))
+
+
+class TestUpscaler:
+    """The bicubic baseline presented as a model (modes fast/diffusion) that records its calls."""
+
+    __test__ = False  # not a pytest class
+
+    version = "test-sr-1"
+    modes: tuple[str, ...] = ("fast", "diffusion")
+    default_mode = "fast"
+    halo = 2
+
+    def __init__(
+        self,
+        gate: Gate | None = None,
+        delay_s: float = 0.0,
+        fail_when: Callable[[np.ndarray], bool] | None = None,
+        always_fail: bool = False,
+    ) -> None:
+        self.gate = gate
+        self.delay_s = delay_s
+        self.fail_when = fail_when
+        self.always_fail = always_fail
+        self.calls: list[tuple[int, tuple[int, int], str]] = []
+        """(batch size, output shape, mode) of every model call, in order."""
+        self.entered = threading.Event()
+        self._bicubic = BicubicUpscaler()
+        self._lock = threading.Lock()
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Jobs per model call, in order."""
+        return [size for size, _, _ in self.calls]
+
+    def upscale(
+        self, lr: np.ndarray, scale: float | tuple[float, float], mode: str = "fast", seed: int = 0
+    ) -> np.ndarray:
+        """Upscale one (C, h, w) image."""
+        sxy = normalize_scale(scale)
+        shape = output_shape(lr.shape[-2:], sxy)
+        return self.upscale_batch(lr[None], sxy, shape, np.zeros((1, 2)), mode=mode)[0]
+
+    def upscale_batch(
+        self,
+        lr: np.ndarray,
+        scale: tuple[float, float],
+        out_shape: tuple[int, int],
+        origins: np.ndarray,
+        pixel_offsets: np.ndarray | None = None,
+        mode: str = "fast",
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Bicubic at the exact coordinates, after the gate, the delay and the fault check."""
+        with self._lock:
+            self.calls.append((len(lr), (int(out_shape[0]), int(out_shape[1])), mode))
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait()
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.always_fail or (self.fail_when is not None and self.fail_when(lr)):
+            raise RuntimeError("injected model failure")
+        return self._bicubic.upscale_batch(lr, scale, out_shape, origins, pixel_offsets, mode, seed)

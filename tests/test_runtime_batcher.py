@@ -1,0 +1,108 @@
+"""The batch key: a fixed low-resolution window per (scale, tile size) and the queue's order."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sr_engine.batcher import BatchKey, Job, JobQueue, pad_window, padded_shape, window_size
+from sr_engine.bicubic import BicubicUpscaler
+
+
+def reader_window(x0: float, length: float, halo: int) -> tuple[int, int]:
+    """The reader's window along one axis: floor/ceil of the footprint plus the halo."""
+    start = math.floor(x0) - halo
+    stop = math.ceil(x0 + length) + halo
+    return start, stop - start
+
+
+@pytest.mark.parametrize("scale", [1.15, 2.0, 2.7, 3.3, 4.0, 7.9])
+@pytest.mark.parametrize("tile", [256, 512])
+def test_fixed_window_holds_every_tile_window_of_a_zoom(scale: float, tile: int) -> None:
+    rng = np.random.default_rng(0)
+    height, width = window_size((scale, scale), (tile, tile), halo=2)
+    sizes = set()
+    for x0 in rng.uniform(0, 1000, 500):
+        _, size = reader_window(x0, tile / scale, halo=2)
+        sizes.add(size)
+        assert size <= width and size <= height
+    assert max(sizes) == width  # the bound is tight: no wasted padding
+
+
+def test_windows_of_one_zoom_share_one_padded_shape() -> None:
+    shapes = {padded_shape((h, w), (2.7, 2.7), (256, 256), 2) for h in (99, 100) for w in (99, 100)}
+    assert len(shapes) == 1
+
+
+def test_padding_right_and_bottom_keeps_the_output_pixels() -> None:
+    rng = np.random.default_rng(1)
+    lr = rng.uniform(0, 1, (3, 99, 98)).astype(np.float32)
+    scale, out_shape = (2.7, 2.7), (256, 256)
+    origins = np.array([[2.4, 2.9]])
+    padded = pad_window(lr, padded_shape(lr.shape[-2:], scale, out_shape, 2))
+    assert padded.shape[-2:] != lr.shape[-2:]
+    upscaler = BicubicUpscaler()
+    alone = upscaler.upscale_batch(lr[None], scale, out_shape, origins)
+    batched = upscaler.upscale_batch(padded[None], scale, out_shape, origins)
+    assert np.abs(alone - batched).max() * 255 <= 1.0
+
+
+def make_job(key: BatchKey, enqueued: float, background: bool = False) -> Job:
+    return Job(key, np.zeros(key.lr_shape, np.float32), (0.0, 0.0), None, background, enqueued)
+
+
+def key(mode: str = "fast", out: int = 256) -> BatchKey:
+    return BatchKey("m", mode, 0, (3, 100, 100), (out, out), (2.7, 2.7), False)
+
+
+def test_a_full_group_is_taken_before_its_wait_is_over() -> None:
+    queue = JobQueue(max_batch=3, max_wait_s=10.0)
+    for _ in range(4):
+        queue.push(make_job(key(), enqueued=0.0))
+    jobs, wait = queue.next_batch(now=0.0)
+    assert len(jobs) == 3 and wait is None
+    assert len(queue) == 1
+
+
+def test_a_partial_group_waits_at_most_max_wait() -> None:
+    queue = JobQueue(max_batch=8, max_wait_s=0.005)
+    queue.push(make_job(key(), enqueued=1.0))
+    jobs, wait = queue.next_batch(now=1.002)
+    assert jobs == [] and wait == pytest.approx(0.003)
+    jobs, wait = queue.next_batch(now=1.005)
+    assert len(jobs) == 1 and len(queue) == 0
+
+
+def test_groups_never_mix_keys() -> None:
+    queue = JobQueue(max_batch=8, max_wait_s=0.0)
+    queue.push(make_job(key("fast"), 0.0))
+    queue.push(make_job(key("diffusion"), 0.1))
+    queue.push(make_job(key("fast"), 0.2))
+    first, _ = queue.next_batch(now=1.0)
+    second, _ = queue.next_batch(now=1.0)
+    assert [job.key.mode for job in first] == ["fast", "fast"]
+    assert [job.key.mode for job in second] == ["diffusion"]
+
+
+def test_background_jobs_yield_to_foreground_and_top_up_its_batches() -> None:
+    queue = JobQueue(max_batch=4, max_wait_s=0.0)
+    queue.push(make_job(key(out=512), 0.0, background=True))
+    queue.push(make_job(key(), 0.5, background=True))
+    queue.push(make_job(key(), 1.0))
+    first, _ = queue.next_batch(now=2.0)
+    assert [(job.background, job.key.out_shape) for job in first] == [
+        (False, (256, 256)),
+        (True, (256, 256)),
+    ]
+    second, _ = queue.next_batch(now=2.0)
+    assert [job.key.out_shape for job in second] == [(512, 512)]
+    assert queue.foreground_count == 0 and queue.background_count == 0
+
+
+def test_flush_takes_a_partial_group_at_once() -> None:
+    queue = JobQueue(max_batch=8, max_wait_s=60.0)
+    queue.push(make_job(key(), 0.0))
+    assert queue.next_batch(now=0.0)[0] == []
+    assert len(queue.next_batch(now=0.0, flush=True)[0]) == 1

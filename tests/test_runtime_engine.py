@@ -1,0 +1,220 @@
+"""The SR runtime with real threads: batching, fault isolation, backpressure, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+
+from sr_engine.bicubic import BicubicUpscaler
+from sr_engine.runtime import Overloaded, SRRuntime
+from tests.apps.polling import wait_until
+from tests.apps.upscalers import FailOn, TestUpscaler
+
+SCALE = (2.7, 2.7)
+OUT = (256, 256)
+
+
+def window(seed: int, size: tuple[int, int] = (100, 100)) -> np.ndarray:
+    """A random (3, h, w) window; its origin inside the halo is (2.3, 2.6)."""
+    return np.random.default_rng(seed).uniform(0, 1, (3, *size)).astype(np.float32)
+
+
+def alone(lr: np.ndarray, origin: tuple[float, float] = (2.3, 2.6)) -> np.ndarray:
+    return BicubicUpscaler().upscale_batch(lr[None], SCALE, OUT, np.array([origin]))[0]
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def make_runtime(upscaler: TestUpscaler, **options: object) -> SRRuntime:
+    runtime = SRRuntime(upscaler, **options)  # type: ignore[arg-type]
+    runtime.start()
+    return runtime
+
+
+def hold_worker(runtime: SRRuntime, upscaler: TestUpscaler) -> Future[np.ndarray]:
+    """Submit one job and wait until the worker is inside the model call (held on the gate)."""
+    future = runtime.submit(window(999), SCALE, OUT, (2.3, 2.6))
+    wait_until(upscaler.entered.is_set, what="the first model call")
+    return future
+
+
+def test_jobs_arriving_while_a_batch_runs_share_the_next_model_call(gate: threading.Event) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0)
+    hold_worker(runtime, upscaler)
+    windows = [window(i, (99 + i % 2, 100 - i % 2)) for i in range(8)]
+    futures = [runtime.submit(lr, SCALE, OUT, (2.3, 2.6)) for lr in windows]
+    wait_until(lambda: runtime.pending == 8, what="8 queued jobs")
+    gate.set()
+    results = [future.result(timeout=30) for future in futures]
+    assert upscaler.batch_sizes == [1, 8]
+    for lr, result in zip(windows, results, strict=True):
+        assert result.shape == (3, *OUT)
+        assert np.abs(result - alone(lr)).max() * 255 <= 1.0
+    runtime.drain()
+
+
+def test_a_batch_never_exceeds_max_batch(gate: threading.Event) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, max_batch=4, max_wait_ms=1.0)
+    hold_worker(runtime, upscaler)
+    futures = [runtime.submit(window(i), SCALE, OUT) for i in range(10)]
+    wait_until(lambda: runtime.pending == 10, what="10 queued jobs")
+    gate.set()
+    for future in futures:
+        future.result(timeout=30)
+    assert upscaler.batch_sizes == [1, 4, 4, 2]
+    runtime.drain()
+
+
+def test_modes_and_tile_sizes_ride_in_separate_batches(gate: threading.Event) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0)
+    hold_worker(runtime, upscaler)
+    futures = [
+        runtime.submit(window(1), SCALE, OUT, mode="fast"),
+        runtime.submit(window(2), SCALE, OUT, mode="diffusion"),
+        runtime.submit(window(3, (195, 195)), SCALE, (512, 512), mode="fast"),
+        runtime.submit(window(4), SCALE, OUT, mode="fast"),
+    ]
+    wait_until(lambda: runtime.pending == 4, what="4 queued jobs")
+    gate.set()
+    for future in futures:
+        future.result(timeout=30)
+    assert sorted(upscaler.calls[1:]) == [
+        (1, (256, 256), "diffusion"),
+        (1, (512, 512), "fast"),
+        (2, (256, 256), "fast"),
+    ]
+    runtime.drain()
+
+
+def test_a_failing_batch_fails_only_its_own_jobs(gate: threading.Event) -> None:
+    poison = np.full((3, 100, 100), 0.25, dtype=np.float32)
+    upscaler = TestUpscaler(gate=gate, fail_when=FailOn(0.25))
+    runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0)
+    hold_worker(runtime, upscaler)
+    healthy = [runtime.submit(window(i), SCALE, OUT) for i in range(3)]
+    doomed = [runtime.submit(poison, SCALE, (300, 300)) for _ in range(2)]
+    wait_until(lambda: runtime.pending == 5, what="5 queued jobs")
+    gate.set()
+    for future in healthy:
+        assert future.result(timeout=30).shape == (3, *OUT)
+    for future in doomed:
+        with pytest.raises(RuntimeError, match="injected model failure"):
+            future.result(timeout=30)
+    assert runtime.upscale(window(7), SCALE, OUT).shape == (3, *OUT)
+    assert runtime.running
+    runtime.drain()
+
+
+def test_a_full_queue_rejects_with_a_retry_hint(gate: threading.Event) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, max_batch=2, queue_limit=2)
+    hold_worker(runtime, upscaler)
+    queued = [runtime.submit(window(i), SCALE, OUT) for i in range(2)]
+    with pytest.raises(Overloaded) as rejected:
+        runtime.submit(window(3), SCALE, OUT)
+    assert rejected.value.retry_after >= 1
+    background = runtime.submit(window(4), SCALE, OUT, background=True)
+    gate.set()
+    for future in [*queued, background]:
+        future.result(timeout=30)
+    runtime.drain()
+
+
+def test_the_latency_budget_rejects_once_batches_are_known_to_be_slower() -> None:
+    runtime = make_runtime(TestUpscaler(), latency_budget_s=0.0)
+    runtime.upscale(window(0), SCALE, OUT)  # admitted: no estimate yet
+    assert runtime.expected_wait() > 0
+    with pytest.raises(Overloaded, match="latency budget"):
+        runtime.submit(window(1), SCALE, OUT)
+    runtime.submit(window(2), SCALE, OUT, background=True).result(timeout=30)
+    runtime.drain()
+
+
+def test_drain_finishes_queued_batches_and_refuses_new_jobs(gate: threading.Event) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, max_batch=2, max_wait_ms=60_000)
+    running = [runtime.submit(window(i), SCALE, OUT) for i in range(2)]  # a full batch starts now
+    wait_until(upscaler.entered.is_set, what="the first model call")
+    queued = [runtime.submit(window(i), SCALE, OUT) for i in range(3)]  # the last one waits 60 s
+    drained = threading.Thread(target=runtime.drain)
+    drained.start()
+    wait_until(lambda: not runtime.running, what="the runtime to stop taking jobs")
+    with pytest.raises(Overloaded):
+        runtime.submit(window(5), SCALE, OUT)
+    gate.set()
+    drained.join(timeout=30)
+    assert not drained.is_alive()
+    for future in [*running, *queued]:
+        assert future.result(timeout=0).shape == (3, *OUT)
+    assert upscaler.batch_sizes == [2, 2, 1]
+
+
+def test_a_cancelled_job_is_not_computed(gate: threading.Event) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, max_wait_ms=1.0)
+    hold_worker(runtime, upscaler)
+    withdrawn = runtime.submit(window(1), SCALE, OUT)
+    kept = runtime.submit(window(2), SCALE, OUT)
+    assert withdrawn.cancel()
+    gate.set()
+    kept.result(timeout=30)
+    assert upscaler.batch_sizes == [1, 1]
+    runtime.drain()
+
+
+def test_coroutines_await_results_without_blocking_the_loop() -> None:
+    upscaler = TestUpscaler()
+    runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=50.0)
+    windows = [window(i) for i in range(6)]
+
+    async def main() -> list[np.ndarray]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        results = await asyncio.gather(
+            *(runtime.aupscale(lr, SCALE, OUT, (2.3, 2.6)) for lr in windows)
+        )
+        task.cancel()
+        assert ticks > 1
+        return list(results)
+
+    results = asyncio.run(main())
+    assert len(upscaler.batch_sizes) < len(windows)
+    for lr, result in zip(windows, results, strict=True):
+        assert np.abs(result - alone(lr)).max() * 255 <= 1.0
+    runtime.drain()
+
+
+def test_warm_up_runs_every_mode_once_before_serving() -> None:
+    upscaler = TestUpscaler()
+    runtime = SRRuntime(upscaler, latency_budget_s=None)
+    runtime.warm_up()
+    assert [mode for _, _, mode in upscaler.calls] == ["fast", "diffusion"]
+    assert runtime.expected_wait() > 0
+    runtime.drain()
+
+
+def test_an_unknown_mode_is_refused_at_submission() -> None:
+    runtime = make_runtime(TestUpscaler())
+    with pytest.raises(ValueError, match="mode"):
+        runtime.submit(window(0), SCALE, OUT, mode="bicubic")
+    runtime.drain()
