@@ -125,10 +125,10 @@ class RedisTier:
     async def get(self, key: str) -> Entry | None:
         """See ``CacheTier.get``; a corrupt entry is deleted and counted as an error."""
         try:
-            data: bytes | None = await self.call(self.client.get, key)
+            data = await self.call(self.client.get, key)
         except TierUnavailableError:
             return None
-        if data is None:
+        if not isinstance(data, bytes):  # None: the client does not decode responses
             self._counters.miss.inc()
             return None
         try:

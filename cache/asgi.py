@@ -1,0 +1,241 @@
+"""The tile cache as a lean ASGI middleware in front of the ``/cog`` and ``/stac`` tile routes.
+
+Hit path: parse path and query, allowlist check, dataset identity (TTL-cached, no stat),
+key, memory -> disk -> Redis, answer (``ETag``, ``Cache-Control``, ``X-Cache``, 304 on
+``If-None-Match``) without entering FastAPI. Miss path: one computation per key in the
+process (``SingleFlight``) and across processes (``RedisCoalescer``); the downstream app's
+200 responses are stored unless ``X-SR-Mode`` is ``degraded-bicubic``. A degraded response
+schedules a background recomputation of the same request, run with ``BACKGROUND_RECOMPUTE``
+set so that the SR backend queues it as a background job instead of degrading again.
+
+The package does not import ``tileserver``: the allowlist check and the model version are
+injected callables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cache.coalesce import RedisCoalescer
+from cache.entry import Entry, content_etag
+from cache.keys import DatasetIdentity, parse_tile_request, tile_cache_key
+from cache.tiered import TieredCache, build_tiered_cache
+from sr_engine.metrics import SR_COALESCED
+from sr_engine.singleflight import SingleFlight
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+BACKGROUND_RECOMPUTE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "hndsr_background_recompute", default=False
+)
+"""True while the cache recomputes a degraded tile: the SR backend should submit the job as a
+background job (wait for capacity) rather than degrade it again."""
+
+DEGRADED_MODE = "degraded-bicubic"
+LONG_CACHE_CONTROL = b"public, max-age=86400"
+SHORT_CACHE_CONTROL = b"public, max-age=10"
+REPLAYED_HEADERS = ("x-sr-mode", "x-sr-scale", "x-sr-model", "content-bbox", "content-crs")
+"""Headers of the downstream response that are stored with the entry and replayed on hits."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A computed response: the entry when it was cacheable, else the raw response."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    entry: Entry | None
+    label: bytes
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def run_captured(app: ASGIApp, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Run ``app`` on a GET scope and return ``(status, headers, body)``."""
+    start: Message = {}
+    chunks: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(dict(scope), _empty_receive, send)
+    return int(start.get("status", 500)), list(start.get("headers", [])), b"".join(chunks)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    for candidate in if_none_match.split(b","):
+        candidate = candidate.strip()
+        if candidate == b"*" or candidate.removeprefix(b"W/") == etag:
+            return True
+    return False
+
+
+class CacheSettings(Protocol):
+    """The settings fields the tile cache reads (``tileserver.settings.Settings`` has them)."""
+
+    cache_dir: Path
+    cache_size_mb: int
+    memory_cache_mb: int
+    redis_url: str | None
+
+
+class TileCacheMiddleware:
+    """Cache tiles of ``/cog/tiles/...`` and ``/stac/tiles/...``; everything else passes through."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        cache: TieredCache,
+        is_allowed: Callable[[str], bool],
+        model_version: Callable[[], str],
+        identity: DatasetIdentity | None = None,
+        coalescer: RedisCoalescer | None = None,
+    ) -> None:
+        self.app = app
+        self.cache = cache
+        self.is_allowed = is_allowed
+        self.model_version = model_version
+        self.identity = identity or DatasetIdentity()
+        if coalescer is None and cache.redis is not None:
+            coalescer = RedisCoalescer(cache.redis)
+        self.coalescer = coalescer
+        self.flights: SingleFlight[str, Outcome] = SingleFlight()
+        self.background: dict[str, asyncio.Task[None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return await self.app(scope, receive, send)
+        request = parse_tile_request(scope["path"], scope["query_string"].decode("latin-1"))
+        if request is None or not self.is_allowed(request.url):
+            return await self.app(scope, receive, send)  # the app answers 4xx
+        normalized, version = await self.identity(request.url)
+        key = tile_cache_key(request, normalized, version, self.model_version())
+        found = await self.cache.get(key)
+        if found is not None:
+            entry, tier = found
+            return await self._send_entry(scope, send, entry, b"HIT-" + tier.encode())
+        outcome, shared = await self.flights.arun(key, lambda: self._compute(key, scope))
+        if shared:
+            SR_COALESCED.inc()
+        label = b"COALESCED" if shared else outcome.label
+        if outcome.entry is not None:
+            return await self._send_entry(scope, send, outcome.entry, label)
+        headers = [*outcome.headers, (b"x-cache", label)]
+        if _header(outcome.headers, b"x-sr-mode") == DEGRADED_MODE.encode():
+            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            headers.append((b"cache-control", SHORT_CACHE_CONTROL))
+        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+        await send({"type": "http.response.body", "body": outcome.body})
+
+    async def _send_entry(self, scope: Scope, send: Send, entry: Entry, label: bytes) -> None:
+        etag = entry.etag.encode()
+        headers = [
+            (b"content-type", entry.media_type.encode()),
+            (b"etag", etag),
+            (b"cache-control", LONG_CACHE_CONTROL),
+            (b"x-cache", label),
+        ]
+        headers.extend((name.encode(), value.encode()) for name, value in entry.headers)
+        if_none_match = _header(scope["headers"], b"if-none-match")
+        if if_none_match is not None and _etag_matches(if_none_match, etag):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers.append((b"content-length", str(len(entry.body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": entry.body})
+
+    async def _compute(self, key: str, scope: Scope) -> Outcome:
+        """Compute (or wait for another process computing) the response for ``key``."""
+        token = None
+        if self.coalescer is not None:
+            token = await self.coalescer.acquire(key)
+            if token is None:
+                entry = await self.coalescer.wait_for(key)
+                if entry is not None:
+                    await self.cache.set(key, entry)
+                    return Outcome(200, [], b"", entry, b"COALESCED")
+        try:
+            status, headers, body = await run_captured(self.app, scope)
+            entry = self._entry(status, headers, body)
+            if entry is not None:
+                await self.cache.set(key, entry)
+                return Outcome(status, headers, body, entry, b"MISS")
+        finally:
+            if token is not None and self.coalescer is not None:
+                await self.coalescer.release(key, token)
+        if status == 200:
+            self._recompute_later(key, scope)
+            headers = [*headers, (b"etag", content_etag(body).encode())]
+        return Outcome(status, headers, body, None, b"MISS")
+
+    @staticmethod
+    def _entry(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> Entry | None:
+        """The entry to store for a downstream response, or None (not 200, or degraded)."""
+        if status != 200:
+            return None
+        replay = []
+        for name, value in headers:
+            lowered = name.decode("latin-1").lower()
+            if lowered in REPLAYED_HEADERS:
+                replay.append((lowered, value.decode("latin-1")))
+        if dict(replay).get("x-sr-mode") == DEGRADED_MODE:
+            return None
+        media_type = (_header(headers, b"content-type") or b"application/octet-stream").decode()
+        return Entry.create(body, media_type, tuple(replay))
+
+    def _recompute_later(self, key: str, scope: Scope) -> None:
+        """Recompute a degraded tile in the background (once per key at a time) and store it."""
+        if key in self.background:
+            return
+        task = asyncio.get_running_loop().create_task(self._recompute(key, dict(scope)))
+        self.background[key] = task
+        task.add_done_callback(lambda _: self.background.pop(key, None))
+
+    async def _recompute(self, key: str, scope: Scope) -> None:
+        BACKGROUND_RECOMPUTE.set(True)
+        status, headers, body = await run_captured(self.app, scope)
+        entry = self._entry(status, headers, body)
+        if entry is not None:
+            await self.cache.set(key, entry)
+
+
+def install_tile_cache(
+    app: Any,
+    settings: CacheSettings,
+    *,
+    is_allowed: Callable[[str], bool],
+    model_version: Callable[[], str],
+) -> TieredCache:
+    """Add the tile cache middleware to a Starlette/FastAPI ``app``; returns the tiers (for
+    ``/readyz``: ``cache.degraded()``)."""
+    cache = build_tiered_cache(
+        settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
+    )
+    app.add_middleware(
+        TileCacheMiddleware, cache=cache, is_allowed=is_allowed, model_version=model_version
+    )
+    return cache
