@@ -8,8 +8,8 @@ process (``SingleFlight``) and across processes (``RedisCoalescer``); the downst
 schedules a background recomputation of the same request, run with ``BACKGROUND_RECOMPUTE``
 set so that the SR backend queues it as a background job instead of degrading again.
 
-The package does not import ``tileserver``: the allowlist check and the model version are
-injected callables.
+The package does not import ``tileserver``: the allowlist check (a callable that raises for a
+source that may not be opened) and the model version are injected.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from cache.coalesce import RedisCoalescer
 from cache.entry import Entry, content_etag
 from cache.keys import DatasetIdentity, parse_tile_request, tile_cache_key
 from cache.tiered import TieredCache, build_tiered_cache
+from cache.tiers import CacheTier
 from sr_engine.metrics import SR_COALESCED
 from sr_engine.singleflight import SingleFlight
 
@@ -109,14 +110,14 @@ class TileCacheMiddleware:
         app: ASGIApp,
         *,
         cache: TieredCache,
-        is_allowed: Callable[[str], bool],
+        check_source: Callable[[str], object],
         model_version: Callable[[], str],
         identity: DatasetIdentity | None = None,
         coalescer: RedisCoalescer | None = None,
     ) -> None:
         self.app = app
         self.cache = cache
-        self.is_allowed = is_allowed
+        self.check_source = check_source
         self.model_version = model_version
         self.identity = identity or DatasetIdentity()
         if coalescer is None and cache.redis is not None:
@@ -129,7 +130,7 @@ class TileCacheMiddleware:
         if scope["type"] != "http" or scope["method"] != "GET":
             return await self.app(scope, receive, send)
         request = parse_tile_request(scope["path"], scope["query_string"].decode("latin-1"))
-        if request is None or not self.is_allowed(request.url):
+        if request is None or not self._allowed(request.url):
             return await self.app(scope, receive, send)  # the app answers 4xx
         normalized, version = await self.identity(request.url)
         key = tile_cache_key(request, normalized, version, self.model_version())
@@ -149,6 +150,13 @@ class TileCacheMiddleware:
             headers.append((b"cache-control", SHORT_CACHE_CONTROL))
         await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
         await send({"type": "http.response.body", "body": outcome.body})
+
+    def _allowed(self, url: str) -> bool:
+        try:
+            self.check_source(url)
+        except Exception:
+            return False
+        return True
 
     async def _send_entry(self, scope: Scope, send: Send, entry: Entry, label: bytes) -> None:
         etag = entry.etag.encode()
@@ -227,15 +235,21 @@ def install_tile_cache(
     app: Any,
     settings: CacheSettings,
     *,
-    is_allowed: Callable[[str], bool],
+    check_source: Callable[[str], object],
     model_version: Callable[[], str],
-) -> TieredCache:
-    """Add the tile cache middleware to a Starlette/FastAPI ``app``; returns the tiers (for
-    ``/readyz``: ``cache.degraded()``)."""
+) -> dict[str, Callable[[], bool]]:
+    """Add the tile cache middleware to a Starlette/FastAPI ``app``.
+
+    Returns ``/readyz`` checks: tier name -> callable, True while that tier is down.
+    """
     cache = build_tiered_cache(
         settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
     )
     app.add_middleware(
-        TileCacheMiddleware, cache=cache, is_allowed=is_allowed, model_version=model_version
+        TileCacheMiddleware, cache=cache, check_source=check_source, model_version=model_version
     )
-    return cache
+    return {f"cache-{tier.name}": _down_check(tier) for tier in cache.tiers}
+
+
+def _down_check(tier: CacheTier) -> Callable[[], bool]:
+    return lambda: not tier.healthy()

@@ -42,10 +42,6 @@ class TieredCache:
         """Tier name -> usable now."""
         return {tier.name: tier.healthy() for tier in self.tiers}
 
-    def degraded(self) -> list[str]:
-        """Names (``cache-<tier>``) of the tiers that do not work right now, for /readyz."""
-        return [f"cache-{name}" for name, up in self.health().items() if not up]
-
     async def close(self) -> None:
         """Release connections and files."""
         for tier in self.tiers:
