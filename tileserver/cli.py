@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+import uvicorn
 
 from cogs.cli import sample_data
 
@@ -14,4 +15,22 @@ def main() -> None:
     """hndsr-tiles: a TiTiler tile server with on-demand super-resolution."""
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port to bind."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+) -> None:
+    """Serve the tile server (configuration from HNDSR_* environment variables)."""
+    uvicorn.run(
+        "tileserver.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=30,
+    )
+
+
+# Commands mounted from other packages.
 app.command("sample-data")(sample_data)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class Settings(BaseSettings):
@@ -15,18 +15,25 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HNDSR_", extra="ignore")
 
-    data_dir: Path = Field(Path("./data"), description="Folder holding the datasets (COGs, STAC items).")
+    data_dir: Path = Field(
+        Path("./data"), description="Folder holding the datasets (COGs, STAC items)."
+    )
     allowed_sources: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated URL/path prefixes that may be opened; empty: the data directory.",
+        description="Comma-separated URL/path prefixes that may be opened; "
+        "empty: the data directory.",
     )
     cache_dir: Path = Field(Path("./cache-data"), description="Disk cache folder.")
     cache_size_mb: int = Field(1024, gt=0, description="Disk cache size limit in MB.")
     memory_cache_mb: int = Field(128, ge=0, description="In-process LRU size limit in MB.")
-    redis_url: str | None = Field(None, description="Redis URL of the shared tier; unset: no Redis tier.")
+    redis_url: str | None = Field(
+        None, description="Redis URL of the shared tier; unset: no Redis tier."
+    )
     model_path: Path | None = Field(None, description="HNDSR checkpoint; unset: the shipped one.")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="Inference device.")
-    sr_min_scale: float = Field(1.1, gt=1.0, description="At or below this scale tiles are plain TiTiler tiles.")
+    sr_min_scale: float = Field(
+        1.1, gt=1.0, description="At or below this scale tiles are plain TiTiler tiles."
+    )
     sr_max_scale: float = Field(8.0, gt=1.0, le=8.0, description="Deepest advertised scale.")
     sr_max_batch: int = Field(8, ge=1, description="Most SR jobs in one model call.")
     sr_max_wait_ms: float = Field(5.0, ge=0, description="Longest wait for a batch to fill.")
@@ -48,4 +55,4 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings object."""
-    return Settings()
+    return Settings()  # type: ignore[call-arg]  # fields come from the environment

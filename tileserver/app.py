@@ -1,0 +1,81 @@
+"""The FastAPI application: TiTiler factories at /cog and /stac with SR readers, plus
+service routes. ``create_app`` is the uvicorn factory (``tileserver.app:create_app``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from morecantile import tms as default_tms
+from starlette.middleware.cors import CORSMiddleware
+
+from cache.asgi import install_tile_cache
+from sr_engine import Upscaler
+from tileserver.dependencies import SRParams, allowed_url, check_tile_index
+from tileserver.errors import install_error_handlers
+from tileserver.factories import SRMultiBaseTilerFactory, SRTilerFactory, sr_wmts_extension
+from tileserver.gdal_env import configure_gdal
+from tileserver.reader import SRConfig, SRReader, SRSTACReader
+from tileserver.routes import RequestMetricsMiddleware, router
+from tileserver.security import Allowlist
+from tileserver.settings import Settings, get_settings
+from tileserver.sr_backend import SRBackend
+from tileserver.sr_report import SRReportMiddleware
+
+SUPPORTED_TMS = default_tms.__class__(
+    {name: default_tms.get(name) for name in ("WebMercatorQuad", "WorldCRS84Quad")}
+)
+EXPOSED_HEADERS = ["X-SR-Mode", "X-SR-Scale", "X-SR-Model", "X-Cache", "ETag"]
+TILE_ROUTES = [
+    {"path": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}", "method": "GET"},
+    {"path": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", "method": "GET"},
+]
+
+
+def create_app(settings: Settings | None = None, upscaler: Upscaler | None = None) -> FastAPI:
+    """Build the app. ``upscaler`` replaces the HNDSR model (tests inject stand-ins)."""
+    configure_gdal()
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="hndsr-tiles",
+        description="TiTiler-compatible tile server that super-resolves past native resolution.",
+    )
+    app.state.settings = settings
+    app.state.supported_tms = SUPPORTED_TMS
+    app.state.sr_config = SRConfig(
+        min_scale=settings.sr_min_scale,
+        max_scale=settings.sr_max_scale,
+        backend=SRBackend(settings, model=upscaler),
+        allowlist=Allowlist(settings.allowed_prefixes),
+    )
+    # name -> callable returning True while that part runs in fallback (listed by /readyz)
+    app.state.degraded_checks = {
+        "model": lambda: app.state.sr_config.backend.model is None,
+    }
+
+    factory_options: dict[str, Any] = {
+        "path_dependency": allowed_url,
+        "reader_dependency": SRParams,
+        "supported_tms": SUPPORTED_TMS,
+        "route_dependencies": [(TILE_ROUTES, [Depends(check_tile_index)])],
+        "extensions": [sr_wmts_extension()],
+    }
+    cog = SRTilerFactory(reader=SRReader, router_prefix="/cog", **factory_options)
+    stac = SRMultiBaseTilerFactory(reader=SRSTACReader, router_prefix="/stac", **factory_options)
+    app.include_router(cog.router, prefix="/cog", tags=["Cloud Optimized GeoTIFF"])
+    app.include_router(stac.router, prefix="/stac", tags=["STAC"])
+    app.include_router(router)
+    install_error_handlers(app)
+
+    # Middleware, innermost first (each add_middleware wraps the previous ones).
+    app.add_middleware(SRReportMiddleware)
+    app.state.degraded_checks.update(install_tile_cache(app, settings, check_source=app.state.sr_config.allowlist.check, model_version=lambda: str(app.state.sr_config.backend.model_status().get("version", "none"))))  # noqa: E501
+    app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET"],
+        allow_headers=["*"],
+        expose_headers=EXPOSED_HEADERS,
+    )
+    return app

@@ -1,0 +1,81 @@
+"""TiTiler factories that say where super-resolution starts (tilejson ``description``,
+WMTS layer ``Abstract``); everything else is TiTiler's own."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from attrs import define
+from fastapi.routing import APIRoute
+from starlette.templating import Jinja2Templates
+from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
+from titiler.extensions import wmtsExtension
+
+from tileserver.sr_report import current_report
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+def _sr_abstract(tms_id: str) -> str:
+    info = current_report().zooms.get(tms_id)
+    return info.describe() if info else ""
+
+
+def sr_wmts_extension() -> wmtsExtension:
+    """TiTiler's WMTS extension with a layer ``Abstract`` naming the SR zooms."""
+    env = jinja2.Environment(
+        autoescape=jinja2.select_autoescape(["xml"]),
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+    )
+    env.globals["sr_abstract"] = _sr_abstract
+    return wmtsExtension(templates=Jinja2Templates(env=env))
+
+
+def _describe_tilejson(factory: TilerFactory) -> None:
+    """Wrap the registered tilejson endpoint so its body carries the SR description."""
+    for index, route in enumerate(factory.router.routes):
+        if not (isinstance(route, APIRoute) and route.name == "tilejson"):
+            continue
+        endpoint = route.endpoint
+
+        @functools.wraps(endpoint)
+        def tilejson(*args: Any, _endpoint=endpoint, **kwargs: Any) -> dict[str, Any]:
+            body = _endpoint(*args, **kwargs)
+            info = current_report().zooms.get(str(kwargs.get("tileMatrixSetId")))
+            if info is not None:
+                body["description"] = info.describe()
+            return body
+
+        factory.router.routes[index] = APIRoute(
+            route.path,
+            tilejson,
+            methods=list(route.methods or ["GET"]),
+            name=route.name,
+            response_model=route.response_model,
+            responses=route.responses,
+            response_model_exclude_none=route.response_model_exclude_none,
+            operation_id=route.operation_id,
+        )
+
+
+@define(kw_only=True)
+class SRTilerFactory(TilerFactory):
+    """``TilerFactory`` whose tilejson says from which zoom tiles are super-resolved."""
+
+    def tilejson(self) -> None:
+        """Register TiTiler's tilejson endpoint, with the SR description."""
+        super().tilejson()
+        _describe_tilejson(self)
+
+
+@define(kw_only=True)
+class SRMultiBaseTilerFactory(MultiBaseTilerFactory):
+    """``MultiBaseTilerFactory`` (STAC) whose tilejson says where SR starts."""
+
+    def tilejson(self) -> None:
+        """Register TiTiler's tilejson endpoint, with the SR description."""
+        super().tilejson()
+        _describe_tilejson(self)

@@ -1,0 +1,121 @@
+"""Service routes: /catalog, /healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import rasterio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
+from rio_tiler.constants import WEB_MERCATOR_TMS
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tileserver.metrics import REQUEST_DURATION
+from tileserver.reader import SRConfig, SRReader
+
+router = APIRouter()
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+def _catalog_entry(request: Request, path: Path, config: SRConfig) -> dict[str, Any]:
+    with SRReader(str(path), sr_config=config, advertised_tilesize=512) as src:
+        bounds = src.get_geographic_bounds(WEB_MERCATOR_TMS.rasterio_geographic_crs)
+        native_zoom, maxzoom, minzoom = src.native_maxzoom, src.maxzoom, src.minzoom
+        title = src.dataset.tags().get("TITLE") or path.stem
+    base = str(request.base_url).rstrip("/")
+    entry: dict[str, Any] = {
+        "id": path.stem,
+        "title": title,
+        "url": str(path),
+        "bounds": list(bounds),
+        "minzoom": minzoom,
+        "native_maxzoom": native_zoom,
+        "maxzoom": maxzoom,
+        "tilejson": f"{base}/cog/WebMercatorQuad/tilejson.json?url={path}",
+        "wmts": f"{base}/cog/WMTSCapabilities.xml?url={path}",
+    }
+    item = path.with_suffix(".json")
+    if item.is_file():
+        entry["stac_item"] = str(item)
+    return entry
+
+
+@router.get("/catalog", tags=["service"])
+def catalog(request: Request) -> list[dict[str, Any]]:
+    """Datasets in the data directory: id, title, url, bounds, native and SR max zoom, tilejson."""
+    config: SRConfig = request.app.state.sr_config
+    data_dir: Path = request.app.state.settings.data_dir.resolve()
+    if not data_dir.is_dir():
+        return []
+    entries = []
+    for path in sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES):
+        try:
+            entries.append(_catalog_entry(request, path, config))
+        except rasterio.errors.RasterioError:
+            continue  # not a raster GDAL can read: not a dataset
+    return entries
+
+
+@router.get("/healthz", tags=["service"])
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["service"])
+def readyz(request: Request) -> JSONResponse:
+    """Ready to serve tiles; ``degraded`` names what runs in fallback (model, cache tiers...)."""
+    state = request.app.state
+    degraded = sorted(name for name, check in state.degraded_checks.items() if check())
+    body = {
+        "status": "degraded" if degraded else "ready",
+        "degraded": degraded,
+        "model": state.sr_config.backend.model_status(),
+    }
+    return JSONResponse(body, status_code=200)
+
+
+@router.get("/metrics", tags=["service"], include_in_schema=False)
+def metrics() -> Response:
+    """Prometheus metrics (aggregated over workers when PROMETHEUS_MULTIPROC_DIR is set)."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class RequestMetricsMiddleware:
+    """Observes ``hndsr_http_request_duration_seconds`` by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUEST_DURATION.labels(route, str(status)).observe(time.perf_counter() - start)
