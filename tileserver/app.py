@@ -21,6 +21,7 @@ from tileserver.security import Allowlist
 from tileserver.settings import Settings, get_settings
 from tileserver.sr_backend import SRBackend
 from tileserver.sr_report import SRReportMiddleware
+from tileserver.static import mount_web_map
 
 SUPPORTED_TMS = default_tms.__class__(
     {name: default_tms.get(name) for name in ("WebMercatorQuad", "WorldCRS84Quad")}
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     app.include_router(stac.router, prefix="/stac", tags=["STAC"])
     app.include_router(router)
     install_error_handlers(app)
+    mount_web_map(app)  # the web map at /; last route, a mount at / takes every other path
 
     # Middleware, innermost first (each add_middleware wraps the previous ones).
     app.add_middleware(SRReportMiddleware)
