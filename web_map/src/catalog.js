@@ -1,27 +1,18 @@
-// Reads the server's /catalog and each dataset's tilejson into one plain object per
-// dataset, so that the pages do not depend on the exact field names (the server's
-// /catalog is the source of truth; see docs/web-map.md for what is read from where).
-
-const pick = (obj, ...names) => {
-  for (const name of names) {
-    const parts = name.split(".");
-    let value = obj;
-    for (const part of parts) value = value == null ? undefined : value[part];
-    if (value !== undefined && value !== null) return value;
-  }
-  return undefined;
-};
+// Reads the server's /catalog, a dataset's tilejson and /readyz into one plain object per
+// dataset (see docs/web-map.md for what is read from where).
 
 export function absolute(url) {
   return new URL(url, window.location.href).toString();
 }
 
-// A tile URL template with its query parameters replaced (placeholders kept readable).
+// A URL with its query parameters replaced (an array value repeats the parameter, null
+// removes it); {z}/{x}/{y} placeholders are kept readable.
 export function withParams(template, params) {
   const url = new URL(template, window.location.href);
   for (const [key, value] of Object.entries(params)) {
-    if (value === null || value === undefined) url.searchParams.delete(key);
-    else url.searchParams.set(key, String(value));
+    url.searchParams.delete(key);
+    if (value === null || value === undefined) continue;
+    for (const item of Array.isArray(value) ? value : [value]) url.searchParams.append(key, item);
   }
   return url.toString().replace(/%7B/gi, "{").replace(/%7D/gi, "}");
 }
@@ -32,66 +23,64 @@ export async function fetchJSON(url) {
   return response.json();
 }
 
+// One /catalog entry (id, title, url, bounds, minzoom, native_maxzoom, maxzoom, tilejson,
+// wmts, attribution) as the pages use it.
 function normalize(raw, index) {
-  const id = String(pick(raw, "id", "name") ?? `dataset-${index}`);
+  const id = String(raw.id ?? `dataset-${index}`);
   return {
     raw,
     id,
-    title: String(pick(raw, "title", "name", "id") ?? id),
-    url: pick(raw, "url", "href"),
-    bounds: pick(raw, "bounds", "bbox"),
-    minZoom: pick(raw, "minzoom", "min_zoom", "zoom.min"),
-    nativeZoom: pick(
-      raw,
-      "native_maxzoom",
-      "native_max_zoom",
-      "native_zoom",
-      "nativeZoom",
-      "native.maxzoom",
-      "zoom.native",
-    ),
-    srMaxZoom: pick(raw, "sr_maxzoom", "sr_max_zoom", "srMaxZoom", "maxzoom", "zoom.sr_max"),
-    srMinZoom: pick(raw, "sr_minzoom", "sr_min_zoom", "sr_start_zoom", "sr_from_zoom"),
-    nativeResolution: pick(raw, "native_resolution", "resolution", "native_res"),
-    tilejsonUrl: pick(raw, "tilejson", "tilejson_url", "tilejsonUrl", "links.tilejson"),
-    wmtsUrl: pick(raw, "wmts", "wmts_url", "wmtsUrl", "links.wmts"),
-    attribution: pick(raw, "attribution", "properties.attribution", "license"),
-    srModes: pick(raw, "sr_modes", "srModes", "modes"),
+    title: String(raw.title ?? id),
+    url: raw.url,
+    bounds: raw.bounds,
+    nativeZoom: raw.native_maxzoom,
+    tilejsonUrl: raw.tilejson,
+    wmtsUrl: raw.wmts,
+    attribution: raw.attribution,
   };
 }
 
 export async function loadCatalog() {
   const body = await fetchJSON("/catalog");
-  const list = Array.isArray(body) ? body : pick(body, "datasets", "items", "collections") || [];
-  return list.map(normalize);
+  return body.map(normalize);
 }
 
-export async function loadTileJSON(entry) {
+// The dataset's tilejson for 256-px tiles: tile URL template, zoom range, and (in its
+// description) the native zoom and the zooms that are super-resolved.
+export async function loadTileJSON(entry, tilesize = 256) {
   if (!entry.tilejsonUrl) throw new Error(`dataset ${entry.id} has no tilejson URL`);
-  const tj = await fetchJSON(absolute(entry.tilejsonUrl));
+  const tj = await fetchJSON(withParams(absolute(entry.tilejsonUrl), { tilesize }));
   entry.tilejson = tj;
+  entry.tilesize = tilesize;
   entry.bounds = entry.bounds || tj.bounds;
-  entry.minZoom = entry.minZoom ?? tj.minzoom;
-  if (entry.srMaxZoom === undefined) entry.srMaxZoom = tj.maxzoom;
+  entry.minZoom = tj.minzoom;
+  entry.srMaxZoom = tj.maxzoom;
   if (!entry.attribution && tj.attribution) entry.attribution = tj.attribution;
-  // tilejson's description says from which zoom on tiles are super-resolved.
-  if (entry.srMinZoom === undefined && typeof tj.description === "string") {
-    const match = tj.description.match(/zoom\D{0,20}(\d+)/i);
-    if (match) entry.srMinZoom = Number(match[1]);
-  }
+  const text = typeof tj.description === "string" ? tj.description : "";
+  const native = text.match(/native resolution (?:at|up to) zoom (\d+)/i);
+  if (native && entry.nativeZoom === undefined) entry.nativeZoom = Number(native[1]);
+  const sr = text.match(/zooms (\d+)\s*-\s*(\d+)/i);
+  if (sr && entry.srMinZoom === undefined) entry.srMinZoom = Number(sr[1]);
+  entry.description = text;
+  entry.render = await renderParams(entry, tj);
   return entry;
 }
 
-// Which model modes the server offers: the catalog entry first, then /readyz.
-export async function loadModes(entry) {
-  if (Array.isArray(entry.srModes)) return entry.srModes;
-  try {
-    const response = await fetch("/readyz", { headers: { Accept: "application/json" } });
-    const body = await response.json();
-    const modes = pick(body, "sr_modes", "modes", "model.modes", "model.sr_modes");
-    if (Array.isArray(modes)) return modes;
-  } catch {
-    // /readyz unavailable or not JSON: no selector.
-  }
-  return [];
+// Render parameters that make non-8-bit data visible: a per-band rescale from the
+// dataset-level 2-98 percentiles (/statistics), never from single tiles.
+async function renderParams(entry, tj) {
+  if (!tj.data_type || tj.data_type === "uint8") return {};
+  const stats = new URL(absolute(entry.tilejsonUrl));
+  stats.pathname = stats.pathname.replace(/\/[^/]+\/tilejson\.json$/, "/statistics");
+  const body = await fetchJSON(stats.toString());
+  const rescale = Object.values(body).map(
+    (band) => `${band.percentile_2},${band.percentile_98}`,
+  );
+  return rescale.length ? { rescale } : {};
+}
+
+// The model modes the server offers (/readyz: {"model": {"loaded", "modes", ...}}).
+export async function loadModes() {
+  const body = await fetchJSON("/readyz");
+  return body.model && body.model.loaded && Array.isArray(body.model.modes) ? body.model.modes : [];
 }

@@ -9,8 +9,6 @@ import { srTileLayer } from "./srlayer.js";
 import { swipe } from "./swipe.js";
 
 const TILE_SIZE = 256;
-const EARTH_CIRCUMFERENCE = 2 * Math.PI * 6378137;
-const SR_MIN_SCALE = 1.1; // HNDSR_SR_MIN_SCALE default; the catalog may say otherwise
 
 const state = {
   catalog: [],
@@ -18,6 +16,7 @@ const state = {
   mode: "auto",
   centreTile: null, // last X-SR-Scale / X-SR-Mode seen for the tile under the centre
   tiles: { sr: {}, bicubic: {} }, // counts per X-SR-Mode
+  loading: { sr: false, bicubic: false }, // a layer is fetching visible tiles
   errors: [],
 };
 window.hndsr = state;
@@ -44,25 +43,15 @@ state.map = map;
 let srLayer = null;
 let bicubicLayer = null;
 
-// Scale at a latitude and zoom: native resolution (TMS metres) / tile pixel size.
-function estimatedScale(entry, zoom, latitude) {
-  if (entry.nativeResolution) {
-    const cell = EARTH_CIRCUMFERENCE / (TILE_SIZE * 2 ** zoom);
-    const nativeTms = entry.nativeResolution / Math.cos((latitude * Math.PI) / 180);
-    return nativeTms / cell;
-  }
-  if (Number.isFinite(entry.nativeZoom)) return 2 ** (zoom - entry.nativeZoom);
-  return null;
+// Scale at a zoom when no SR tile has said it yet (X-SR-Scale is exact): the native
+// zoom has a scale of about 1 (0.71..1.41), each zoom doubles it.
+function estimatedScale(entry, zoom) {
+  return Number.isFinite(entry.nativeZoom) ? 2 ** (zoom - entry.nativeZoom) : null;
 }
 
 function srStartZoom(entry) {
   if (Number.isFinite(entry.srMinZoom)) return entry.srMinZoom;
-  const lat = map.getCenter().lat;
-  for (let z = 0; z <= 24; z += 1) {
-    const s = estimatedScale(entry, z, lat);
-    if (s !== null && s > SR_MIN_SCALE) return z;
-  }
-  return null;
+  return Number.isFinite(entry.nativeZoom) ? entry.nativeZoom + 1 : null;
 }
 
 function centreTileKey() {
@@ -82,7 +71,7 @@ function updateStatus() {
   if (centre && centre.key === centreTileKey() && centre.scale) {
     scaleText = `scale ×${centre.scale} (${centre.mode})`;
   } else {
-    const s = estimatedScale(entry, zoom, map.getCenter().lat);
+    const s = estimatedScale(entry, zoom);
     if (s !== null) scaleText = `scale ≈×${s.toFixed(2)}`;
   }
   if (scaleText) parts.push(scaleText);
@@ -109,7 +98,7 @@ function onTileInfo(label) {
 }
 
 function tileTemplate(entry, sr) {
-  return withParams(entry.tilejson.tiles[0], { sr, tilesize: TILE_SIZE });
+  return withParams(entry.tilejson.tiles[0], { ...entry.render, sr, tilesize: TILE_SIZE });
 }
 
 function showDataset(entry) {
@@ -146,6 +135,15 @@ function showDataset(entry) {
     onTileInfo: onTileInfo("bicubic"),
   }).addTo(map);
   state.layers = { sr: srLayer, bicubic: bicubicLayer };
+  for (const [label, layer] of Object.entries(state.layers)) {
+    layer.on("loading", () => {
+      state.loading[label] = true;
+    });
+    layer.on("load", () => {
+      state.loading[label] = false;
+      updateStatus();
+    });
+  }
   map.setMinZoom(minZoom);
   map.setMaxZoom(maxZoom);
   map.setMaxBounds(bounds.pad(0.5));
@@ -177,9 +175,9 @@ async function selectDataset(id) {
   const entry = state.catalog.find((item) => item.id === id) || state.catalog[0];
   $("dataset").value = entry.id;
   try {
-    if (!entry.tilejson) await loadTileJSON(entry);
+    if (!entry.tilejson) await loadTileJSON(entry, TILE_SIZE);
     showDataset(entry);
-    const modes = await loadModes(entry);
+    const modes = await loadModes();
     const offered = modes.filter((m) => m === "fast" || m === "diffusion");
     const select = $("mode");
     select.innerHTML = "";

@@ -9,7 +9,7 @@ import WMTSCapabilities from "ol/format/WMTSCapabilities.js";
 import TileLayer from "ol/layer/Tile.js";
 import { transformExtent } from "ol/proj.js";
 import WMTS, { optionsFromCapabilities } from "ol/source/WMTS.js";
-import { absolute, loadCatalog, withParams } from "./catalog.js";
+import { absolute, loadCatalog, loadTileJSON, withParams } from "./catalog.js";
 
 const MATRIX_SET = "WebMercatorQuad";
 const state = { tilesLoaded: 0, tileErrors: 0, errors: [] };
@@ -20,16 +20,11 @@ const map = new Map({ target: "map", view: new View({ center: [0, 0], zoom: 2 })
 state.map = map;
 let layer = null;
 
-// The capabilities URL: from the catalog if it names one, else next to the tilejson
-// (TiTiler's factory routes: /{prefix}/{TMS}/tilejson.json and /{prefix}/WMTSCapabilities.xml).
-function capabilitiesUrl(entry) {
-  if (entry.wmtsUrl) return absolute(entry.wmtsUrl);
-  const tilejson = new URL(absolute(entry.tilejsonUrl));
-  tilejson.pathname = tilejson.pathname.replace(
-    /\/(?:tilejson\.json|[^/]+\/tilejson\.json)$/,
-    "/WMTSCapabilities.xml",
-  );
-  return withParams(tilejson.toString(), { sr: "auto", tilesize: null });
+// The capabilities URL from the catalog, with sr=auto and the dataset's render parameters
+// (a rescale for non-8-bit data): TiTiler copies them into the layer's ResourceURL template.
+async function capabilitiesUrl(entry) {
+  if (!entry.tilejson) await loadTileJSON(entry);
+  return withParams(absolute(entry.wmtsUrl), { ...entry.render, sr: "auto" });
 }
 
 function updateStatus() {
@@ -40,7 +35,7 @@ function updateStatus() {
 }
 
 async function showDataset(entry) {
-  const url = capabilitiesUrl(entry);
+  const url = await capabilitiesUrl(entry);
   state.capabilitiesUrl = url;
   $("caps-link").href = url;
   const response = await fetch(url);
@@ -89,9 +84,7 @@ async function start() {
       const next = catalog.find((item) => item.id === select.value);
       showDataset(next).catch(fail);
     });
-    if (!entry.tilejsonUrl && !entry.wmtsUrl) {
-      throw new Error(`dataset ${entry.id} names neither a tilejson nor a WMTS URL`);
-    }
+    if (!entry.wmtsUrl) throw new Error(`dataset ${entry.id} has no WMTS capabilities URL`);
     await showDataset(entry);
     map.getView().on("change:resolution", updateStatus);
     state.ready = true;
