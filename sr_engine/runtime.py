@@ -26,7 +26,7 @@ from sr_engine.device import (
     host_buffer,
     inference_context,
 )
-from sr_engine.interface import Upscaler, normalize_scale
+from sr_engine.interface import ModelUnavailableError, Upscaler, normalize_scale
 from sr_engine.metrics import SR_BATCH_SIZE, SR_INFERENCES, SR_QUEUE_DEPTH, SR_TILES
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,11 @@ EWMA_WEIGHT = 0.2
 """Weight of the newest batch in the running estimate of batch duration."""
 
 
-class Overloaded(RuntimeError):
-    """The runtime cannot take this job now (queue full, too slow, or stopping)."""
+class Overloaded(ModelUnavailableError):
+    """The runtime cannot take this job now (queue full, too slow, or stopping).
+
+    A ``ModelUnavailableError``: the server answers an explicit mode with 503 + Retry-After.
+    """
 
     def __init__(self, reason: str, retry_after: float) -> None:
         super().__init__(reason)
@@ -55,6 +58,7 @@ class SRRuntime:
         max_wait_ms: float = 5.0,
         queue_limit: int = 64,
         latency_budget_s: float | None = 2.0,
+        background_limit: int | None = None,
         device: DeviceConfig | None = None,
     ) -> None:
         if max_batch < 1 or queue_limit < 1:
@@ -63,6 +67,8 @@ class SRRuntime:
         self.max_batch = max_batch
         self.queue_limit = queue_limit
         self.latency_budget_s = latency_budget_s
+        self.background_limit = background_limit or queue_limit
+        """Most background jobs waiting (each may hold a caller's thread)."""
         self.device = device or device_config("cpu")
         self._queue = JobQueue(max_batch, max_wait_ms / 1000.0)
         self._cond = threading.Condition()
@@ -206,7 +212,7 @@ class SRRuntime:
         if self._stopping or self._thread is None:
             raise Overloaded("the SR runtime is not running", retry_after=1.0)
         if background:
-            if self._queue.background_count >= self.queue_limit:
+            if self._queue.background_count >= self.background_limit:
                 raise Overloaded("the SR background queue is full", retry_after=1.0)
             return
         wait = self._expected_wait_locked()

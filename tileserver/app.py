@@ -19,7 +19,7 @@ from tileserver.reader import SRConfig, SRReader, SRSTACReader
 from tileserver.routes import RequestMetricsMiddleware, router
 from tileserver.security import Allowlist
 from tileserver.settings import Settings, get_settings
-from tileserver.sr_backend import SRBackend
+from tileserver.sr_backend import SRBackend, sr_lifespan
 from tileserver.sr_report import SRReportMiddleware
 from tileserver.static import mount_web_map
 
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     app = FastAPI(
         title="hndsr-tiles",
         description="TiTiler-compatible tile server that super-resolves past native resolution.",
+        lifespan=sr_lifespan,
     )
     app.state.settings = settings
     app.state.supported_tms = SUPPORTED_TMS
@@ -71,7 +72,16 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
 
     # Middleware, innermost first (each add_middleware wraps the previous ones).
     app.add_middleware(SRReportMiddleware)
-    app.state.degraded_checks.update(install_tile_cache(app, settings, check_source=app.state.sr_config.allowlist.check, model_version=lambda: str(app.state.sr_config.backend.model_status().get("version", "none"))))  # noqa: E501
+    app.state.degraded_checks.update(
+        install_tile_cache(
+            app,
+            settings,
+            check_source=app.state.sr_config.allowlist.check,
+            model_version=lambda: str(
+                app.state.sr_config.backend.model_status().get("version", "none")
+            ),
+        )
+    )  # noqa: E501
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(
         CORSMiddleware,

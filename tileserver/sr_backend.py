@@ -1,55 +1,141 @@
 """The one place the reader calls to super-resolve a tile.
 
-For now a direct, synchronous call into ``sr_engine``: the bicubic baseline always, and the
-HNDSR model for ``fast``/``diffusion`` once ``sr_engine.load_model()`` succeeds. The batching
-runtime replaces these internals behind the same small interface.
+``bicubic`` runs at once in the caller's thread. Model modes go through the SR runtime
+(micro-batching on an inference thread); identical jobs in flight are computed once. When
+the runtime is overloaded or a batch fails, ``auto`` answers with a bicubic tile
+(``degraded-bicubic``: never cached; the cache recomputes it as a background job) and an
+explicit mode raises a ``ModelUnavailableError`` (503 + Retry-After).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI
 
+from cache.asgi import BACKGROUND_RECOMPUTE, DEGRADED_MODE
 from sr_engine import BicubicUpscaler, ModelUnavailableError, Upscaler, load_model
-from sr_engine.metrics import MODEL_INFO, MODEL_LOADED, SR_INFERENCES, SR_TILES
+from sr_engine.device import device_config
+from sr_engine.metrics import (
+    MODEL_INFO,
+    MODEL_LOADED,
+    SR_COALESCED,
+    SR_DEGRADED,
+    SR_INFERENCES,
+    SR_TILES,
+)
+from sr_engine.runtime import Overloaded, SRRuntime
+from sr_engine.singleflight import SingleFlight
 from tileserver.settings import Settings
 
-MODEL_MODES = ("fast", "diffusion")
+log = logging.getLogger(__name__)
+
+LATENCY_BUDGET_S = 2.0
+"""Longest expected SR wait before ``auto`` degrades and explicit modes get a 503."""
+BACKGROUND_LIMIT = 16
+"""Most queued background recomputations; each holds a threadpool thread (40 by default),
+so this leaves most of the pool to foreground requests. A recompute refused here is simply
+not stored; the next request for that tile computes it."""
+DRAIN_TIMEOUT_S = 60.0
+"""Longest wait for queued batches at shutdown."""
+
+
+class SRInferenceError(ModelUnavailableError):
+    """The model call of this tile's batch failed (other batches are unaffected)."""
+
+    retry_after = 5.0
 
 
 @dataclass(frozen=True)
 class ResolvedMode:
-    """The mode a request will run and the LR halo (pixels each side) it needs."""
+    """What a request will run and the LR halo (pixels each side) its window needs.
+
+    ``mode`` is ``bicubic``, a model mode, or ``auto`` (the model's default mode, which may
+    degrade to bicubic under overload); ``upscale_tile`` returns the mode it applied.
+    """
 
     mode: str
     halo: int
 
 
-class SRBackend:
-    """Upscales single tiles with the bicubic baseline or the loaded model."""
+def job_key(
+    lr: np.ndarray,
+    scale: tuple[float, float],
+    out_shape: tuple[int, int],
+    origin: tuple[float, float],
+    pixel_offset: tuple[int, int],
+    mode: str,
+    version: str,
+) -> str:
+    """Content key of one SR job: equal keys give equal pixels."""
+    digest = hashlib.blake2b(np.ascontiguousarray(lr).tobytes(), digest_size=20)
+    params = (lr.shape, str(lr.dtype), scale, out_shape, origin, pixel_offset, mode, version)
+    digest.update(repr(params).encode())
+    return digest.hexdigest()
 
-    def __init__(self, settings: Settings, model: Upscaler | None = None) -> None:
+
+class SRBackend:
+    """Upscales single tiles with the bicubic baseline, or the model through the SR runtime."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: Upscaler | None = None,
+        *,
+        latency_budget_s: float | None = LATENCY_BUDGET_S,
+    ) -> None:
         self.bicubic = BicubicUpscaler()
+        self.device = device_config(settings.device)
         self.model: Upscaler | None = model
         self.model_error: str | None = None
         if self.model is None:
             try:
-                self.model = load_model(settings.model_path, device=settings.device)
+                self.model = load_model(settings.model_path, device=self.device.name)
             except ModelUnavailableError as exc:
                 self.model_error = str(exc)
-        MODEL_LOADED.set(1 if self.model is not None else 0)
+        self.runtime: SRRuntime | None = None
         if self.model is not None:
-            MODEL_INFO.labels(self.model.version, self.model.default_mode, settings.device).set(1)
+            self.runtime = SRRuntime(
+                self.model,
+                max_batch=settings.sr_max_batch,
+                max_wait_ms=settings.sr_max_wait_ms,
+                queue_limit=settings.sr_queue_limit,
+                latency_budget_s=latency_budget_s,
+                background_limit=BACKGROUND_LIMIT,
+                device=self.device,
+            )
+            MODEL_INFO.labels(self.model.version, self.model.default_mode, self.device.name).set(1)
+        MODEL_LOADED.set(1 if self.model is not None else 0)
+        self.flights: SingleFlight[tuple[str, bool], np.ndarray] = SingleFlight()
+
+    def start(self) -> None:
+        """Start the runtime and warm the model (blocks; run before reporting ready).
+
+        A warm-up failure is logged, not fatal: ``auto`` degrades per batch and bicubic works.
+        """
+        if self.runtime is None:
+            return
+        try:
+            self.runtime.warm_up()
+        except Exception:
+            log.exception("SR model warm-up failed")
+
+    def drain(self, timeout: float | None = DRAIN_TIMEOUT_S) -> bool:
+        """Finish the queued and running batches, then stop the runtime."""
+        return self.runtime is None or self.runtime.drain(timeout)
 
     def resolve(self, requested: str) -> ResolvedMode:
-        """Map ``auto|bicubic|fast|diffusion`` to a runnable mode; 503-worthy if unavailable."""
-        if requested == "auto":
-            requested = self.model.default_mode if self.model is not None else "bicubic"
-        if requested == "bicubic":
+        """Check that ``auto|bicubic|fast|diffusion`` can run; ``ModelUnavailableError`` if not."""
+        if requested == "bicubic" or (requested == "auto" and self.model is None):
             return ResolvedMode("bicubic", self.bicubic.halo)
-        if self.model is None or requested not in self.model.modes:
+        if self.model is None or (requested != "auto" and requested not in self.model.modes):
             raise ModelUnavailableError(self.model_error or f"mode {requested!r} is not loaded")
         return ResolvedMode(requested, self.model.halo)
 
@@ -64,28 +150,89 @@ class SRBackend:
     ) -> tuple[np.ndarray, str, str]:
         """Upscale one float32 (C, h, w) LR window in [0, 1]; see ``sr_engine.interface``.
 
-        Returns ``(hr (C, H, W) float32, applied mode, model version)``.
+        ``mode`` comes from ``resolve``. Returns ``(hr (C, H, W) float32, applied mode,
+        model version)``; the applied mode is ``degraded-bicubic`` when ``auto`` fell back.
         """
-        upscaler: Upscaler = self.bicubic if mode == "bicubic" else self._model(mode)
-        hr = upscaler.upscale_batch(
-            lr[None],
-            scale,
-            out_shape,
-            np.asarray([origin], dtype=np.float64),
-            pixel_offsets=np.asarray([pixel_offset], dtype=np.int64),
-            mode=mode,
-        )[0]
-        SR_INFERENCES.labels(mode).inc()
-        SR_TILES.labels(mode).inc()
-        return hr, mode, upscaler.version
-
-    def _model(self, mode: str) -> Upscaler:
-        if self.model is None or mode not in self.model.modes:
+        if mode == "bicubic" or (mode == "auto" and self.runtime is None):
+            return self._bicubic(lr, scale, out_shape, origin), "bicubic", self.bicubic.version
+        runtime = self.runtime
+        if runtime is None or (mode != "auto" and mode not in runtime.upscaler.modes):
             raise ModelUnavailableError(self.model_error or f"mode {mode!r} is not loaded")
-        return self.model
+        run_mode = runtime.upscaler.default_mode if mode == "auto" else mode
+        background = BACKGROUND_RECOMPUTE.get()
+        version = runtime.upscaler.version
+        key = (job_key(lr, scale, out_shape, origin, pixel_offset, run_mode, version), background)
+
+        def compute() -> np.ndarray:
+            future = runtime.submit(
+                lr, scale, out_shape, origin, pixel_offset, run_mode, background=background
+            )
+            return future.result()
+
+        try:
+            hr, shared = self.flights.run(key, compute)
+        except Overloaded:
+            if mode != "auto":
+                raise
+            return self._degraded(lr, scale, out_shape, origin)
+        except ModelUnavailableError:
+            raise
+        except Exception as exc:
+            if mode != "auto":
+                raise SRInferenceError(f"the {run_mode} model failed on this tile") from exc
+            return self._degraded(lr, scale, out_shape, origin)
+        if shared:
+            SR_COALESCED.inc()
+        return hr, run_mode, version
+
+    def _bicubic(
+        self,
+        lr: np.ndarray,
+        scale: tuple[float, float],
+        out_shape: tuple[int, int],
+        origin: tuple[float, float],
+    ) -> np.ndarray:
+        hr = self.bicubic.upscale_batch(
+            lr[None], scale, out_shape, np.asarray([origin], dtype=np.float64)
+        )[0]
+        SR_INFERENCES.labels("bicubic").inc()
+        SR_TILES.labels("bicubic").inc()
+        return hr
+
+    def _degraded(
+        self,
+        lr: np.ndarray,
+        scale: tuple[float, float],
+        out_shape: tuple[int, int],
+        origin: tuple[float, float],
+    ) -> tuple[np.ndarray, str, str]:
+        SR_DEGRADED.inc()
+        hr = self.bicubic.upscale_batch(
+            lr[None], scale, out_shape, np.asarray([origin], dtype=np.float64)
+        )[0]
+        return hr, DEGRADED_MODE, self.bicubic.version
 
     def model_status(self) -> dict[str, Any]:
-        """Loaded model (version, modes) or why none is; used by /readyz."""
-        if self.model is None:
+        """Loaded model (version, modes, device, queue) or why none is; used by /readyz."""
+        if self.model is None or self.runtime is None:
             return {"loaded": False, "error": self.model_error}
-        return {"loaded": True, "version": self.model.version, "modes": list(self.model.modes)}
+        return {
+            "loaded": True,
+            "version": self.model.version,
+            "modes": list(self.model.modes),
+            "device": self.device.name,
+            "queue_depth": self.runtime.pending,
+        }
+
+
+@asynccontextmanager
+async def sr_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """App lifespan: warm the model before serving (and /readyz); drain batches at shutdown."""
+    backend: SRBackend = app.state.sr_config.backend
+    await asyncio.to_thread(backend.start)
+    try:
+        yield
+    finally:
+        drained = await asyncio.to_thread(backend.drain)
+        if not drained:
+            log.warning("SR batches were still running after %ss at shutdown", DRAIN_TIMEOUT_S)

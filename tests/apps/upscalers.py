@@ -21,16 +21,16 @@ class Gate(Protocol):
 
 
 class FileGate:
-    """A gate another process opens by creating a file."""
+    """A gate another process controls: closed while the file exists."""
 
     def __init__(self, path: Path, poll_s: float = 0.01) -> None:
         self.path = path
         self.poll_s = poll_s
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the file exists (or ``timeout`` seconds pass)."""
+        """Block while the file exists (at most ``timeout`` seconds)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.path.exists():
+        while self.path.exists():
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(self.poll_s)
@@ -48,6 +48,26 @@ class FailOn:
         return bool(np.any(np.abs(means - self.value) < 1e-6))
 
 
+class FileFault:
+    """Fault predicate another process controls: fail while the file exists.
+
+    With ``once``, the first batch that sees the file consumes it (only that batch fails).
+    """
+
+    def __init__(self, path: Path, once: bool = False) -> None:
+        self.path = path
+        self.once = once
+
+    def __call__(self, lr: np.ndarray) -> bool:
+        if not self.once:
+            return self.path.exists()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
 class TestUpscaler:
     """The bicubic baseline presented as a model (modes fast/diffusion) that records its calls."""
 
@@ -63,12 +83,10 @@ class TestUpscaler:
         gate: Gate | None = None,
         delay_s: float = 0.0,
         fail_when: Callable[[np.ndarray], bool] | None = None,
-        always_fail: bool = False,
     ) -> None:
         self.gate = gate
         self.delay_s = delay_s
         self.fail_when = fail_when
-        self.always_fail = always_fail
         self.calls: list[tuple[int, tuple[int, int], str]] = []
         """(batch size, output shape, mode) of every model call, in order."""
         self.entered = threading.Event()
@@ -98,14 +116,15 @@ class TestUpscaler:
         mode: str = "fast",
         seed: int = 0,
     ) -> np.ndarray:
-        """Bicubic at the exact coordinates, after the gate, the delay and the fault check."""
+        """Bicubic at the exact coordinates; a fault is decided on entry, raised after the gate."""
         with self._lock:
             self.calls.append((len(lr), (int(out_shape[0]), int(out_shape[1])), mode))
+        doomed = self.fail_when is not None and self.fail_when(lr)
         self.entered.set()
         if self.gate is not None:
             self.gate.wait()
         if self.delay_s:
             time.sleep(self.delay_s)
-        if self.always_fail or (self.fail_when is not None and self.fail_when(lr)):
+        if doomed:
             raise RuntimeError("injected model failure")
         return self._bicubic.upscale_batch(lr, scale, out_shape, origins, pixel_offsets, mode, seed)
