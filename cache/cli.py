@@ -36,7 +36,7 @@ from cache.prewarm import (
 from cache.purge import PurgeFilter, purge_disk, purge_redis
 from cache.queue import DEFAULT_STREAM, Worker, enqueue, worker_client
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def load_app(factory: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 import uvicorn
 
+from cache.cli import register as register_cache_commands
 from cogs.cli import sample_data
 
 app = typer.Typer(help="hndsr-tiles: a TiTiler tile server with on-demand super-resolution.")
@@ -34,3 +35,4 @@ def serve(
 
 # Commands mounted from other packages.
 app.command("sample-data")(sample_data)
+register_cache_commands(app, "tileserver.app:create_app")
