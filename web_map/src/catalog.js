@@ -24,7 +24,7 @@ export async function fetchJSON(url) {
 }
 
 // One /catalog entry (id, title, url, bounds, minzoom, native_maxzoom, maxzoom, tilejson,
-// wmts, attribution) as the pages use it.
+// wmts, attribution, geometry) as the pages use it.
 function normalize(raw, index) {
   const id = String(raw.id ?? `dataset-${index}`);
   return {
@@ -37,6 +37,7 @@ function normalize(raw, index) {
     tilejsonUrl: raw.tilejson,
     wmtsUrl: raw.wmts,
     attribution: raw.attribution,
+    footprint: raw.geometry, // GeoJSON outline of the data (tiles outside it are 404)
   };
 }
 

@@ -113,6 +113,7 @@ function showDataset(entry) {
   const minZoom = Number.isFinite(entry.minZoom) ? entry.minZoom : 0;
   const common = {
     bounds,
+    footprint: entry.footprint,
     minZoom,
     maxZoom,
     maxNativeZoom: maxZoom,

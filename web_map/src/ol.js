@@ -12,7 +12,7 @@ import WMTS, { optionsFromCapabilities } from "ol/source/WMTS.js";
 import { absolute, loadCatalog, loadTileJSON, withParams } from "./catalog.js";
 
 const MATRIX_SET = "WebMercatorQuad";
-const state = { tilesLoaded: 0, tileErrors: 0, errors: [] };
+const state = { tilesLoaded: 0, tileErrors: 0, loadedUrls: [], errors: [] };
 window.hndsrOl = state;
 const $ = (id) => document.getElementById(id);
 
@@ -53,8 +53,9 @@ async function showDataset(entry) {
   options.crossOrigin = "anonymous";
   options.attributions = entry.attribution ? [entry.attribution] : undefined;
   const source = new WMTS(options);
-  source.on("tileloadend", () => {
+  source.on("tileloadend", (event) => {
     state.tilesLoaded += 1;
+    state.loadedUrls.push(event.tile.getKey());
     updateStatus();
   });
   source.on("tileloaderror", () => {

@@ -4,6 +4,7 @@
 // class `degraded` (a thin border) and are fetched again after their short
 // Cache-Control max-age, until the real SR tile replaces them.
 import L from "leaflet";
+import { overlapsFootprint } from "./footprint.js";
 
 const MIN_RETRY_S = 1;
 const MAX_RETRY_S = 60;
@@ -22,6 +23,7 @@ function retryDelaySeconds(response) {
 export const SRTileLayer = L.GridLayer.extend({
   options: {
     label: "sr",
+    footprint: null, // GeoJSON geometry of the data: tiles outside it are not fetched
     onTileInfo: null, // called with {coords, mode, scale, model, cache, status, url}
   },
 
@@ -35,6 +37,18 @@ export const SRTileLayer = L.GridLayer.extend({
     this._template = template;
     this.redraw();
     return this;
+  },
+
+  _isValidTile(coords) {
+    if (!L.GridLayer.prototype._isValidTile.call(this, coords)) return false;
+    if (!this.options.footprint) return true;
+    const bounds = this._tileCoordsToBounds(coords);
+    return overlapsFootprint(this.options.footprint, [
+      bounds.getWest(),
+      bounds.getSouth(),
+      bounds.getEast(),
+      bounds.getNorth(),
+    ]);
   },
 
   getTileUrl(coords) {
