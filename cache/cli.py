@@ -101,6 +101,7 @@ def register(cli: typer.Typer, app_factory: str) -> None:
         dry_run: bool = typer.Option(False, help="Only count the tiles."),
         queue: str | None = typer.Option(None, help="redis:// URL: enqueue for workers."),
         stream: str = typer.Option(DEFAULT_STREAM, help="Redis Stream of the queue."),
+        app: str = typer.Option(app_factory, help="App factory that computes the tiles."),
     ) -> None:
         """Compute (or enqueue) every tile of an area and zoom range; skips cached tiles."""
         extra = [tuple(p.split("=", 1)) for p in param]
@@ -150,7 +151,7 @@ def register(cli: typer.Typer, app_factory: str) -> None:
             try:
                 asyncio.run(
                     run_prewarm(
-                        load_app(app_factory),
+                        load_app(app),
                         source,
                         tiles,
                         concurrency,
@@ -179,12 +180,13 @@ def register(cli: typer.Typer, app_factory: str) -> None:
         max_deliveries: int = typer.Option(3, min=1, help="Deliveries before dead-lettering."),
         exit_when_drained: bool = typer.Option(False, help="Stop when nothing is left."),
         name: str | None = typer.Option(None, help="Consumer name (default: host-random)."),
+        app: str = typer.Option(app_factory, help="App factory that computes the tiles."),
     ) -> None:
         """Process pre-warm jobs from the Redis Stream through the in-process app."""
 
         async def main() -> None:
             async with AsyncExitStack() as stack:
-                http = await app_client(load_app(app_factory), stack)
+                http = await app_client(load_app(app), stack)
                 client = worker_client(queue)
                 stack.push_async_callback(client.aclose)
                 runner = Worker(client, http, stream, batch, claim_idle_ms, max_deliveries, name)

@@ -35,7 +35,7 @@ class CircuitBreaker:
     def __init__(
         self,
         failure_threshold: int = 3,
-        reset_timeout: float = 2.0,
+        reset_timeout: float = 5.0,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.failure_threshold = failure_threshold
