@@ -4,8 +4,9 @@ WMTS layer ``Abstract``); everything else is TiTiler's own."""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from attrs import define
@@ -31,7 +32,14 @@ def sr_wmts_extension() -> wmtsExtension:
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
     )
     env.globals["sr_abstract"] = _sr_abstract
-    return wmtsExtension(templates=Jinja2Templates(env=env))
+    return wmtsExtension(
+        templates=Jinja2Templates(env=env), layer_identifier_provider=dataset_layer_name
+    )
+
+
+def dataset_layer_name(src_path: str) -> str:
+    """WMTS layer name of a dataset: its file stem (``.../scene.tif`` -> ``scene``)."""
+    return PurePosixPath(urlsplit(src_path).path).stem or "dataset"
 
 
 def _describe_tilejson(factory: TilerFactory) -> None:

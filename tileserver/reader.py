@@ -34,7 +34,7 @@ from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.interface import sample_coordinates
 from tileserver.security import Allowlist
 from tileserver.sr_backend import SRBackend
-from tileserver.sr_report import ZoomInfo, current_report
+from tileserver.sr_report import SRReport, ZoomInfo, current_report
 from tileserver.tile_geometry import (
     Frame,
     Grid,
@@ -159,17 +159,21 @@ class SRReader(Reader):
         sr_mode: ``auto|off|bicubic|fast|diffusion`` (the ``sr`` query parameter).
         advertised_tilesize: tile size of the URLs the request advertises (maxzoom depends on it).
         sr_config: scales, backend and allowlist of the application.
+        sr_report: where to record what was done (default: the request's ``SRReport``;
+            given explicitly where rio-tiler reads in its own thread pool, e.g. STAC assets).
     """
 
     sr_mode: str = attr.ib(default="auto", kw_only=True)
     advertised_tilesize: int = attr.ib(default=256, kw_only=True)
     sr_config: SRConfig | None = attr.ib(default=None, kw_only=True)
+    sr_report: SRReport | None = attr.ib(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         """Open the dataset, then compute its native grid and SR zoom range in the TMS."""
         super().__attrs_post_init__()
         if self.sr_config is None:
             raise ValueError("SRReader needs an sr_config")
+        self.report = self.sr_report or current_report()
         self.native_res = native_resolution(
             self.crs, self.transform, self.width, self.height, self.bounds, self.tms.rasterio_crs
         )
@@ -178,7 +182,7 @@ class SRReader(Reader):
         self.zoom_info = _zoom_info(
             self.tms, self.native_res, super().maxzoom, self.advertised_tilesize, self.sr_config
         )
-        current_report().zooms[str(self.tms.id)] = self.zoom_info
+        self.report.zooms[str(self.tms.id)] = self.zoom_info
 
     @property
     def maxzoom(self) -> int:
@@ -218,7 +222,7 @@ class SRReader(Reader):
                 size + 2 * pad,
             )
         scale = (self.grid.res_x / frame.res_x, self.grid.res_y / frame.res_y)
-        report = current_report()
+        report = self.report
         if not self._should_super_resolve(scale):
             report.record("off", scale, "none")
             return super().tile(
@@ -379,6 +383,7 @@ class SRSTACReader(STACReader):
             "sr_mode": self.sr_mode,
             "advertised_tilesize": self.advertised_tilesize,
             "sr_config": self.sr_config,
+            "sr_report": current_report(),  # asset reads run in rio-tiler's thread pool
         }
         if user_maxzoom is None and self.maxzoom is not None and self.transform is not None:
             native_res = native_resolution(
