@@ -136,11 +136,9 @@ class Worker:
         self.stats.dead += 1
 
     async def drained(self) -> bool:
-        """True when nothing is waiting to be read and nothing is pending in the group."""
-        for group in await self.client.xinfo_groups(self.stream):
-            if group["name"] in (GROUP, GROUP.encode()):
-                return not group["pending"] and not group.get("lag")
-        return True
+        """True when no entry of the group is pending (call after a read that returned none)."""
+        summary = await self.client.xpending(self.stream, GROUP)
+        return not summary["pending"]
 
     async def run(self, exit_when_drained: bool = False, block_ms: int = 1000) -> WorkerStats:
         """Process batches until cancelled (or until the stream is drained)."""

@@ -1,0 +1,127 @@
+"""``hndsr-tiles prewarm`` and ``worker`` as real processes: tile planning, skip-cached,
+resume from the progress file, and a distributed run that loses a worker mid-way."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import morecantile
+import redis
+
+from cache.prewarm import plan_tiles
+from cache.queue import GROUP, enqueue
+from tests.apps.http import CENTRE, SCENE, TEST_APP
+
+BBOX = f"{CENTRE[0] - 0.02},{CENTRE[1] - 0.015},{CENTRE[0] + 0.02},{CENTRE[1] + 0.015}"
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``hndsr-tiles`` in a subprocess."""
+    command = [sys.executable, "-c", "from tileserver.cli import app; app()", *args]
+    return subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_plan_keeps_only_tiles_touching_the_geometry() -> None:
+    tms = morecantile.tms.get("WebMercatorQuad")
+    footprint = (-1.0, -1.0, 1.0, 1.0)
+    square = list(plan_tiles(tms, footprint, [11], bbox=(-1.0, -1.0, 1.0, 1.0)))
+    triangle = {
+        "type": "Polygon",
+        "coordinates": [[[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]],
+    }
+    touched = list(plan_tiles(tms, footprint, [11], geometries=[triangle]))
+    assert 0.5 * len(square) < len(touched) < 0.75 * len(square)
+    corner = tms.tile(0.9, 0.9, 11)  # far from the triangle
+    assert corner in square and corner not in touched
+
+
+def test_prewarm_computes_skips_cached_and_resumes(sample_scene: Path, tmp_path: Path) -> None:
+    env = {"HNDSR_DATA_DIR": str(sample_scene), "HNDSR_CACHE_DIR": str(tmp_path / "cache")}
+    url = str(sample_scene / SCENE)
+    args = ["prewarm", url, "--zoom", "14", "--bbox", BBOX, "--sr", "bicubic", "--app", TEST_APP]
+    dry = cli(*args, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    total = int(dry.stdout.split()[0])
+    assert 4 <= total <= 12
+
+    progress = tmp_path / "progress"
+    tiles = list(
+        plan_tiles(
+            morecantile.tms.get("WebMercatorQuad"),
+            (-180, -85, 180, 85),
+            [14],
+            bbox=tuple(map(float, BBOX.split(","))),
+        )
+    )
+    progress.write_text(f"{tiles[0].z}/{tiles[0].x}/{tiles[0].y}\n")  # as if interrupted
+    first = cli(*args, "--progress-file", str(progress), env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"done {total - 1}, skipped 1, failed 0" in first.stdout
+    assert not progress.exists()  # a finished run removes its progress file
+
+    second = cli(*args, "--progress-file", str(progress), env=env)
+    # cached tiles are skipped; the one the progress file listed was never requested before
+    assert f"done 1, skipped {total - 1}, failed 0" in second.stdout
+
+
+def test_distributed_prewarm_survives_a_killed_worker(
+    sample_scene: Path, tmp_path: Path, redis_server
+) -> None:
+    url = str(sample_scene / SCENE)
+    base_env = {"HNDSR_DATA_DIR": str(sample_scene), "HNDSR_REDIS_URL": redis_server.url}
+    enqueued = cli(
+        *("prewarm", url, "--zoom", "14-15", "--bbox", BBOX, "--sr", "fast"),
+        *("--queue", redis_server.url),
+        env=base_env,
+    )
+    assert enqueued.returncode == 0, enqueued.stderr
+    total = int(enqueued.stdout.split()[0])
+    outside = "/cog/tiles/WebMercatorQuad/14/5710/9384.png?url=/etc/passwd&sr=fast"
+    asyncio.run(enqueue(redis_server.url, [outside]))  # a job that really fails (403)
+
+    def worker(name: str) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            **base_env,
+            "HNDSR_CACHE_DIR": str(tmp_path / name),
+            "HNDSR_TEST_DELAY_S": "0.3",
+        }
+        args = ["worker", "--queue", redis_server.url, "--name", name, "--app", TEST_APP]
+        args += ["--batch", "3", "--claim-idle-ms", "1500", "--exit-when-drained"]
+        command = [sys.executable, "-c", "from tileserver.cli import app; app()", *args]
+        log = (tmp_path / f"{name}.log").open("w")
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    raw = redis.Redis.from_url(redis_server.url)
+    doomed, survivor = worker("doomed"), worker("survivor")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill it while it holds unacked jobs, after some acks
+        group = next(g for g in raw.xinfo_groups("hndsr:prewarm") if g["name"] == GROUP.encode())
+        acked = (group["entries-read"] or 0) - group["pending"]
+        holding = raw.xpending_range("hndsr:prewarm", GROUP, "-", "+", 100, consumername="doomed")
+        if acked >= 2 and holding:
+            doomed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the doomed worker never held jobs")
+    doomed.wait()
+    assert survivor.wait(timeout=240) == 0, (tmp_path / "survivor.log").read_text()
+
+    keys = raw.keys("hndsr:tile:*")
+    assert len(keys) == total == len(set(keys))
+    dead = raw.xrange("hndsr:prewarm:dead")
+    assert [fields[b"path"].decode() for _, fields in dead] == [outside]
+    reclaimed = re.search(r"reclaimed (\d+)", (tmp_path / "survivor.log").read_text())
+    assert reclaimed and int(reclaimed[1]) >= 1
+    group = next(g for g in raw.xinfo_groups("hndsr:prewarm") if g["name"] == GROUP.encode())
+    assert group["pending"] == 0
