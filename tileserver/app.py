@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
                 app.state.sr_config.backend.model_status().get("version", "none")
             ),
         )
-    )  # noqa: E501
+    )
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(
         CORSMiddleware,
