@@ -144,7 +144,7 @@ def save_png(png: bytes, name: str) -> Path:
 
 VIEWPORT = {"width": 960, "height": 640}
 PHONE = {"width": 390, "height": 844}
-TILE_WAIT_MS = 180_000
+TILE_WAIT_MS = 120_000
 NOT_SR = (None, "off")
 
 
@@ -201,8 +201,21 @@ WAIT_TILES_JS = """
 """
 
 
+STATE_JS = """() => ({zoom: hndsr.map.getZoom(), loading: hndsr.loading, errors: hndsr.errors,
+  status: document.getElementById("status").textContent,
+  tiles: [...document.querySelectorAll("img.sr-tile")].map((i) =>
+    `${i.dataset.layer} ${i.dataset.z}/${i.dataset.x}/${i.dataset.y} ${i.dataset.srMode} ` +
+    `${i.complete} ${i.naturalWidth}`)})"""
+
+
 def wait_for_tiles(page, zoom: int) -> None:
-    page.wait_for_function(WAIT_TILES_JS, arg=zoom, timeout=TILE_WAIT_MS)
+    """Both layers have every tile of ``zoom`` in view loaded (or known empty)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(WAIT_TILES_JS, arg=zoom, timeout=TILE_WAIT_MS)
+    except PlaywrightTimeout:
+        pytest.fail(f"tiles of zoom {zoom} did not load: {page.evaluate(STATE_JS)}")
     page.wait_for_timeout(400)  # Leaflet's 200 ms tile fade-in
 
 
@@ -405,5 +418,53 @@ def test_openlayers_page_loads_tiles_from_wmts_capabilities(browser, base_url, c
         save_png(png, "web-map-openlayers.png")
         assert_not_blank(png_pixels(png), "OpenLayers screenshot")
         assert watch.errors == [], "\n".join(watch.errors)
+    finally:
+        context.close()
+
+
+# --------------------------------------------------------------------------- degraded tiles
+
+TEST_APP = "tests.apps.server_app:create_app"
+"""The real app with the bicubic-as-a-model test upscaler; HNDSR_TEST_FAIL makes it fail."""
+
+DEGRADED_JS = """
+(z) => [...document.querySelectorAll(`img.sr-tile[data-layer="sr"][data-z="${z}"]`)]
+  .filter((img) => img.dataset.srMode !== "empty")
+  .map((img) => ({mode: img.dataset.srMode, degraded: img.classList.contains("degraded"),
+                  outline: getComputedStyle(img).outlineStyle}))
+"""
+
+
+def test_degraded_tiles_are_marked_until_the_sr_tile_replaces_them(
+    browser, live_server, sample_scene: Path, tmp_path: Path
+) -> None:
+    build_web_map()
+    fault = tmp_path / "model-fails"
+    fault.touch()
+    base = live_server(
+        {"HNDSR_DATA_DIR": str(sample_scene), "HNDSR_TEST_FAIL": str(fault)}, app=TEST_APP
+    )
+    entry = httpx.get(f"{base}/catalog", timeout=30).json()[0]
+    zoom = native_zoom(entry) + 2
+    context = browser.new_context(viewport={"width": 640, "height": 480})
+    page = context.new_page()
+    try:
+        page.goto(f"{base}/", wait_until="load")
+        page.wait_for_function("window.hndsr && hndsr.ready === true", timeout=60_000)
+        page.evaluate("(z) => hndsr.map.setZoom(z, { animate: false })", zoom)
+        wait_for_tiles(page, zoom)
+        tiles = page.evaluate(DEGRADED_JS, zoom)
+        assert tiles and all(t["mode"] == "degraded-bicubic" for t in tiles), tiles
+        assert all(t["degraded"] and t["outline"] == "dashed" for t in tiles), tiles
+        assert "degraded" in page.locator("#status").inner_text()
+        save_png(page.screenshot(), "web-map-degraded.png")
+        fault.unlink()  # the model works again: refetches after the short max-age get SR
+        page.wait_for_function(
+            f"(z) => {{ const t = ({DEGRADED_JS})(z); "
+            "return t.length > 0 && t.every((x) => x.mode === 'fast' && !x.degraded); }",
+            arg=zoom,
+            timeout=90_000,
+        )
+        assert "degraded" not in page.locator("#status").inner_text()
     finally:
         context.close()
