@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import rasterio
 from fastapi import APIRouter, Request
@@ -33,6 +34,7 @@ def _catalog_entry(request: Request, path: Path, config: SRConfig) -> dict[str, 
         native_zoom, maxzoom, minzoom = src.native_maxzoom, src.maxzoom, src.minzoom
         title = src.dataset.tags().get("TITLE") or path.stem
     base = str(request.base_url).rstrip("/")
+    query = urlencode({"url": str(path)})
     entry: dict[str, Any] = {
         "id": path.stem,
         "title": title,
@@ -41,8 +43,8 @@ def _catalog_entry(request: Request, path: Path, config: SRConfig) -> dict[str, 
         "minzoom": minzoom,
         "native_maxzoom": native_zoom,
         "maxzoom": maxzoom,
-        "tilejson": f"{base}/cog/WebMercatorQuad/tilejson.json?url={path}",
-        "wmts": f"{base}/cog/WMTSCapabilities.xml?url={path}",
+        "tilejson": f"{base}/cog/WebMercatorQuad/tilejson.json?{query}",
+        "wmts": f"{base}/cog/WMTSCapabilities.xml?{query}",
     }
     item = path.with_suffix(".json")
     if item.is_file():
