@@ -3,13 +3,17 @@
 Usable on its own (notebook, batch job): it imports nothing from the server packages.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.interface import SR_MODES, ModelUnavailableError, Upscaler
 
 __all__ = ["SR_MODES", "BicubicUpscaler", "ModelUnavailableError", "Upscaler", "load_model"]
 
 
-def load_model(path=None, device: str = "auto") -> Upscaler:
+def load_model(path: str | Path | None = None, device: str = "auto") -> Upscaler:
     """Load an HNDSR checkpoint (``None``: the one shipped in the package).
 
     Raises ``ModelUnavailableError`` if the checkpoint is missing or corrupt.

@@ -1,0 +1,412 @@
+"""The HNDSR model: autoencoder, neural operator (`fast`) and few-step diffusion refiner.
+
+Read top to bottom: config, the three parts, coordinate-derived noise, then the sampling
+code that ties them to the coordinate contract of ``sr_engine.interface``.
+
+- ``Operator`` (the `fast` mode): a residual conv encoder at low resolution, then for every
+  output pixel a bias-free MLP (1x1 convs) fed with the bilinearly interpolated local
+  features, the sub-pixel phase of the query (continuous Fourier encoding of its offset to
+  the nearest LR pixel centre) and the cell size (1/sx, 1/sy). It predicts the residual
+  over bicubic sampled at the same coordinates. The encoder sees the LR image minus its
+  local mean and has no biases, so a constant image gives a zero residual exactly.
+- ``AutoEncoder``: a full-resolution, non-compressing conv autoencoder (3 -> ``latent``
+  channels). The refiner works in its latent space.
+- ``Refiner`` (the `diffusion` mode): an x0-predicting DDIM denoiser of the latent residual
+  ``E(hr) - E(fast)``, conditioned by concatenation on ``E(fast)``. The result is
+  ``fast + D(E(fast) + r) - D(E(fast))``, so the autoencoder's own error cancels and
+  cannot cap fidelity. Its noise is a hash of (seed, absolute pixel row/col, channel), so
+  overlapping tiles draw the same noise for the same pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sr_engine.bicubic import bicubic_sample
+from sr_engine.interface import SR_MODES, normalize_scale, output_shape, sample_coordinates
+
+
+@dataclass
+class HNDSRConfig:
+    """Every architecture knob; stored in the checkpoint's metadata."""
+
+    feats: int = 32  # encoder width (LR)
+    blocks: int = 4  # residual blocks in the encoder
+    hidden: int = 64  # decoder MLP width
+    harmonics: int = 2  # Fourier harmonics of the sub-pixel phase
+    latent: int = 8  # autoencoder latent channels (full resolution)
+    ae_width: int = 32
+    refiner_width: int = 24
+    steps: int = 2  # default DDIM steps of the diffusion mode
+    temperature: float = 1.0  # scale of the initial noise
+    residual_scale: float = 0.05  # std of the latent residual (set in training)
+    gate_eps: float = 0.01  # flat-area gate: texture * s / (s + eps), s = local std of fast
+
+    def encoder_radius(self) -> int:
+        """LR pixels an encoder feature depends on, on each side (local mean + convs)."""
+        return 1 + 1 + 2 * self.blocks + 1
+
+    def fast_halo(self) -> int:
+        """LR context the `fast` mode needs: encoder radius + bilinear support + rounding."""
+        return self.encoder_radius() + 2
+
+    def refiner_margin(self, scale: float = 2.0) -> int:
+        """HR pixels the diffusion mode looks around a pixel: E (2) + refiner (4) + D (2)
+        + the radius of the null-space high-pass at this scale."""
+        return 8 + highpass_radius(scale)
+
+    def halo(self) -> int:
+        """The upscaler's halo: `fast` context plus the refiner margin at scale 2 (LR px)."""
+        return self.fast_halo() + math.ceil(self.refiner_margin(2.0) / 2)
+
+
+def highpass_sigma(scale: float) -> float:
+    """Gaussian sigma (HR px) whose half-power frequency is the LR Nyquist 0.5/scale."""
+    return math.sqrt(math.log(2) / 2) / math.pi * 2.0 * scale
+
+
+def highpass_radius(scale: float) -> int:
+    """Kernel radius (HR px) of the high-pass at this scale."""
+    return math.ceil(2.5 * highpass_sigma(scale))
+
+
+def lr_null_space(x: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
+    """Keep what the LR image cannot see: ``x`` minus a Gaussian low-pass at the LR Nyquist.
+
+    Detail added this way leaves the image's LR view (almost) unchanged, so the refiner
+    adds texture without moving what the `fast` output already explains.
+    """
+    out = x
+    for axis, s in ((3, scale[0]), (2, scale[1])):
+        r = highpass_radius(s)
+        t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+        k = torch.exp(-(t**2) / (2 * highpass_sigma(s) ** 2))
+        k = (k / k.sum()).reshape((1, 1, 1, -1) if axis == 3 else (1, 1, -1, 1))
+        pad = (r, r, 0, 0) if axis == 3 else (0, 0, r, r)
+        c = out.shape[1]
+        out = F.conv2d(F.pad(out, pad, mode="replicate"), k.expand(c, 1, *k.shape[2:]), groups=c)
+    return x - out
+
+
+def _conv(cin: int, cout: int, k: int = 3, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias)
+
+
+def local_mean(x: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """Box mean over a (2r+1)^2 window, edge-replicated."""
+    k = 2 * radius + 1
+    return F.avg_pool2d(F.pad(x, (radius,) * 4, mode="replicate"), k, stride=1)
+
+
+class ResBlock(nn.Module):
+    """conv-relu-conv with a skip; bias-free so that zero input gives zero output."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = _conv(ch, ch, bias=False)
+        self.conv2 = _conv(ch, ch, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+def linear_weights(
+    coords: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear taps for LR coordinates (pixel centres at i + 0.5, edges clamped, as
+    ``grid_sample(..., padding_mode="border", align_corners=False)``): (i0, i1, weight of i1)."""
+    u = (coords - 0.5).clamp(0.0, size - 1.0)
+    i0 = u.floor().clamp(0, max(size - 2, 0)).long()
+    return i0, (i0 + 1).clamp(max=size - 1), (u - i0).unsqueeze(-1)
+
+
+def interpolate_features(feat: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Separable bilinear interpolation of channels-last ``feat`` (N, h, w, C) at ``xs``
+    (N, W) and ``ys`` (N, H); returns (N, H, W, C)."""
+    n, h, w, c = feat.shape
+    x0, x1, ax = linear_weights(xs, w)
+    y0, y1, ay = linear_weights(ys, h)
+    gx = lambda i: torch.gather(feat, 2, i[:, None, :, None].expand(n, h, i.shape[1], c))  # noqa: E731
+    cols = gx(x0) * (1.0 - ax[:, None]) + gx(x1) * ax[:, None]  # (N, h, W, C)
+    big_w = cols.shape[2]
+    gy = lambda i: torch.gather(cols, 1, i[:, :, None, None].expand(n, i.shape[1], big_w, c))  # noqa: E731
+    return gy(y0) * (1.0 - ay[:, :, None]) + gy(y1) * ay[:, :, None]
+
+
+class Operator(nn.Module):
+    """LIIF/LTE-style continuous decoder over a LR conv encoder; predicts a bicubic residual."""
+
+    def __init__(self, cfg: HNDSRConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.head = _conv(3, cfg.feats, bias=False)
+        self.body = nn.Sequential(*[ResBlock(cfg.feats) for _ in range(cfg.blocks)])
+        self.last = _conv(cfg.feats, cfg.feats, bias=False)
+        # decoder MLP (per output pixel, channels-last): bias-free, modulated by position
+        self.tail = nn.Linear(cfg.feats, cfg.hidden, bias=False)
+        self.pos_x = nn.Parameter(torch.randn(cfg.hidden, 2 * cfg.harmonics) * 0.3)
+        self.pos_y = nn.Parameter(torch.randn(cfg.hidden, 2 * cfg.harmonics) * 0.3)
+        self.pos_cell = nn.Parameter(torch.randn(cfg.hidden, 2) * 0.3)
+        self.mid = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
+        self.out = nn.Linear(cfg.hidden, 3, bias=False)
+
+    def features(self, lr: torch.Tensor) -> torch.Tensor:
+        """Encoder features (N, h, w, feats) of the local detail ``lr - local_mean(lr)``."""
+        return self.last(self.body(self.head(lr - local_mean(lr)))).permute(0, 2, 3, 1)
+
+    def phase(self, coords: torch.Tensor) -> torch.Tensor:
+        """Fourier encoding (N, L, 2*harmonics) of LR coordinates: continuous, period 1 px."""
+        k = torch.arange(1, self.cfg.harmonics + 1, device=coords.device, dtype=coords.dtype)
+        angle = 2.0 * math.pi * coords[..., None] * k
+        return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+    def forward(
+        self,
+        lr: torch.Tensor,
+        scale: tuple[float, float],
+        out_shape: tuple[int, int],
+        origins: np.ndarray,
+        cell: tuple[float, float] | None = None,
+    ) -> torch.Tensor:
+        """SR image (N, 3, H, W) sampled at the interface coordinates (unclamped).
+
+        ``cell`` overrides the cell-size input (1/sx, 1/sy); only tests and ablations use it.
+        """
+        sx, sy = scale
+        cx, cy = cell if cell is not None else (1.0 / sx, 1.0 / sy)
+        xs_np, ys_np = sample_coordinates(origins, scale, out_shape)
+        xs = torch.from_numpy(xs_np).to(lr.device)
+        ys = torch.from_numpy(ys_np).to(lr.device)
+        h = self.tail(interpolate_features(self.features(lr), xs.to(lr.dtype), ys.to(lr.dtype)))
+        # positional modulation is separable: columns (x), rows (y), cell (constant)
+        px = self.phase((xs % 1.0).to(lr.dtype)) @ self.pos_x.T  # (N, W, hidden)
+        py = self.phase((ys % 1.0).to(lr.dtype)) @ self.pos_y.T  # (N, H, hidden)
+        pc = self.pos_cell @ torch.tensor([cx, cy], dtype=lr.dtype, device=lr.device)
+        h = F.relu(h * (1.0 + pc + px[:, None, :, :] + py[:, :, None, :]))
+        residual = self.out(F.relu(self.mid(h))).permute(0, 3, 1, 2)
+        return bicubic_sample(lr, scale, out_shape, origins) + residual
+
+
+class AutoEncoder(nn.Module):
+    """Full-resolution conv autoencoder: image (3 ch) <-> latent (``latent`` ch)."""
+
+    def __init__(self, cfg: HNDSRConfig):
+        super().__init__()
+        w = cfg.ae_width
+        self.enc = nn.Sequential(_conv(3, w), nn.ReLU(), _conv(w, cfg.latent))
+        self.dec = nn.Sequential(_conv(cfg.latent, w), nn.ReLU(), _conv(w, 3))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.enc(x - 0.5)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(z) + 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class Refiner(nn.Module):
+    """x0-predicting denoiser of the (normalized) latent residual, conditioned on E(fast)."""
+
+    def __init__(self, cfg: HNDSRConfig):
+        super().__init__()
+        w, c = cfg.refiner_width, cfg.latent
+        self.net = nn.Sequential(
+            _conv(2 * c + 1, w),
+            nn.ReLU(),
+            _conv(w, w),
+            nn.ReLU(),
+            _conv(w, w),
+            nn.ReLU(),
+            _conv(w, c),
+        )
+
+    def forward(self, z_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t_map = t.to(z_t).reshape(-1, 1, 1, 1).expand(z_t.shape[0], 1, *z_t.shape[-2:])
+        return self.net(torch.cat([z_t, cond, t_map], dim=1))
+
+
+def alpha_bar(t: torch.Tensor) -> torch.Tensor:
+    """Cosine noise schedule on continuous time t in [0, 1] (t=1: pure noise)."""
+    return torch.cos((t + 0.008) / 1.008 * math.pi / 2).pow(2).clamp(0.0, 1.0)
+
+
+_MASK = 0xFFFFFFFF
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """32-bit integer mix (int64 tensors holding values in [0, 2^32))."""
+    x = x ^ (x >> 16)
+    x = (x * 0x45D9F3B) & _MASK
+    x = x ^ (x >> 16)
+    x = (x * 0x45D9F3B) & _MASK
+    return x ^ (x >> 16)
+
+
+def coordinate_noise(
+    seed: int, channels: int, rows: torch.Tensor, cols: torch.Tensor, stream: int = 0
+) -> torch.Tensor:
+    """Standard normal noise (N, channels, H, W) that depends only on absolute pixel indices.
+
+    ``rows`` (N, H) and ``cols`` (N, W) are absolute HR pixel indices (int64); the same
+    (seed, row, col, channel, stream) always gives the same value, whatever the tile.
+    """
+    base = _hash32(torch.tensor((seed * 7919 + stream * 104729) & _MASK, dtype=torch.int64))
+    kr = _hash32(base ^ (rows & _MASK))[:, None, :, None]
+    kc = _hash32((cols & _MASK) ^ 0x5BD1E995)[:, None, None, :]
+    k = _hash32(kr ^ kc)  # (N, 1, H, W)
+    lanes = torch.arange(2 * channels, dtype=torch.int64, device=k.device)
+    u = _hash32(k ^ _hash32(lanes + 0x27D4EB2F)[None, :, None, None])
+    u = (u.to(torch.float64) + 0.5) / 2.0**32
+    u1, u2 = u[:, :channels], u[:, channels:]
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).float()
+
+
+class HNDSR(nn.Module):
+    """The three parts and the two learned sampling procedures (`fast`, `diffusion`)."""
+
+    def __init__(self, cfg: HNDSRConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.ae = AutoEncoder(cfg)
+        self.operator = Operator(cfg)
+        self.refiner = Refiner(cfg)
+
+    def fast(self, lr, scale, out_shape, origins) -> torch.Tensor:
+        """`fast` mode on RGB (N, 3, h, w), unclamped."""
+        return self.operator(lr, scale, out_shape, origins)
+
+    def detail_gate(self, img: torch.Tensor) -> torch.Tensor:
+        """s / (s + eps) with s the 5x5 local std of the grey image: 0 on flat areas
+        (std below 1e-3, a quarter of an 8-bit step, counts as flat)."""
+        grey = img.mean(dim=1, keepdim=True)
+        var = local_mean(grey * grey, 2) - local_mean(grey, 2) ** 2
+        s = (var - 1e-6).clamp_min(0.0).sqrt()
+        return s / (s + self.cfg.gate_eps)
+
+    def refine(
+        self,
+        fast: torch.Tensor,
+        noise: torch.Tensor,
+        steps: int,
+        temperature: float,
+        scale: tuple[float, float],
+    ) -> torch.Tensor:
+        """DDIM (eta=0) from ``temperature * noise`` to the refined image, in ``steps`` steps."""
+        cond = self.ae.encode(fast)
+        z = temperature * noise
+        times = torch.linspace(1.0, 0.0, steps + 1, device=fast.device)
+        x0 = z
+        for i in range(steps):
+            t, t_prev = times[i], times[i + 1]
+            x0 = self.refiner(z, cond, t.expand(z.shape[0]))
+            if i + 1 < steps:
+                ab, ab_prev = alpha_bar(t), alpha_bar(t_prev)
+                eps = (z - ab.sqrt() * x0) / (1.0 - ab).clamp_min(1e-8).sqrt()
+                z = ab_prev.sqrt() * x0 + (1.0 - ab_prev).sqrt() * eps
+        residual = self.ae.decode(cond + x0 * self.cfg.residual_scale) - self.ae.decode(cond)
+        return fast + self.detail_gate(fast) * lr_null_space(residual, scale)
+
+
+def band_groups(channels: int) -> list[tuple[int, int, int]]:
+    """How C bands map onto the RGB model: consecutive triplets, leftovers one by one (grey)."""
+    full = channels // 3 * 3
+    groups = [(i, i + 1, i + 2) for i in range(0, full, 3)]
+    return groups + [(j, j, j) for j in range(full, channels)]
+
+
+class HNDSRUpscaler:
+    """``sr_engine.interface.Upscaler`` over an ``HNDSR`` network and its model card."""
+
+    modes: tuple[str, ...] = SR_MODES
+    default_mode = "fast"
+
+    def __init__(self, net: HNDSR, version: str, card: dict | None = None, device: str = "cpu"):
+        self.net = net.to(device).eval()
+        self.version = version
+        self.card = card or {}
+        self.device = torch.device(device)
+        # diffusion grows the output by refiner_margin HR px; at scale >= 2 the halo
+        # covers that exactly (see docs/model.md)
+        self.halo = net.cfg.halo()
+
+    def upscale(
+        self, lr: np.ndarray, scale: float | tuple[float, float], mode: str = "fast", seed: int = 0
+    ) -> np.ndarray:
+        """Upscale one (C, h, w) image; see ``sr_engine.interface``."""
+        sxy = normalize_scale(scale)
+        shape = output_shape(lr.shape[-2:], sxy)
+        return self.upscale_batch(lr[None], sxy, shape, np.zeros((1, 2)), None, mode, seed)[0]
+
+    def upscale_batch(
+        self,
+        lr: np.ndarray,
+        scale: tuple[float, float],
+        out_shape: tuple[int, int],
+        origins: np.ndarray,
+        pixel_offsets: np.ndarray | None = None,
+        mode: str = "fast",
+        seed: int = 0,
+        steps: int | None = None,
+        temperature: float | None = None,
+    ) -> np.ndarray:
+        """Upscale (N, C, h, w) float32 in [0, 1] to (N, C, H, W) at the interface coordinates."""
+        if mode not in self.modes:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {self.modes}")
+        sxy = normalize_scale(scale)
+        n, channels = lr.shape[:2]
+        origins = np.asarray(origins, dtype=np.float64).reshape(n, 2)
+        offsets = np.zeros((n, 2)) if pixel_offsets is None else np.asarray(pixel_offsets)
+        groups = band_groups(channels)
+        index = [c for g in groups for c in g]
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)).to(self.device)
+            x = x[:, index].reshape(n * len(groups), 3, *x.shape[-2:])
+            rep = len(groups)
+            org = np.repeat(origins, rep, axis=0)
+            off = np.repeat(offsets.reshape(n, 2).astype(np.int64), rep, axis=0)
+            if mode == "bicubic":
+                y = bicubic_sample(x, sxy, out_shape, org)
+            elif mode == "fast":
+                y = self.net.fast(x, sxy, out_shape, org)
+            else:
+                y = self._diffusion(x, sxy, out_shape, org, off, seed, steps, temperature)
+            y = y.clamp(0.0, 1.0).reshape(n, rep, 3, *out_shape)
+            out = torch.empty((n, channels, *out_shape), dtype=torch.float32, device=y.device)
+            for gi, g in enumerate(groups):
+                if g[0] == g[1]:
+                    out[:, g[0]] = y[:, gi].mean(dim=1)
+                else:
+                    out[:, g[0] : g[0] + 3] = y[:, gi]
+            return out.cpu().numpy()
+
+    def _diffusion(self, x, sxy, out_shape, origins, offsets, seed, steps, temperature):
+        """Refine on the output grown by the refiner margin, then crop (seam-free tiles)."""
+        cfg = self.net.cfg
+        m = cfg.refiner_margin(max(sxy))
+        sx, sy = sxy
+        grown = (out_shape[0] + 2 * m, out_shape[1] + 2 * m)
+        fast = self.net.fast(x, sxy, grown, origins - np.array([m / sx, m / sy]))
+        rows = torch.from_numpy(offsets[:, 1:2] - m + np.arange(grown[0])[None]).to(x.device)
+        cols = torch.from_numpy(offsets[:, 0:1] - m + np.arange(grown[1])[None]).to(x.device)
+        noise = coordinate_noise(seed, cfg.latent, rows, cols)
+        y = self.net.refine(
+            fast,
+            noise,
+            steps if steps is not None else cfg.steps,
+            temperature if temperature is not None else cfg.temperature,
+            sxy,
+        )
+        return y[..., m : m + out_shape[0], m : m + out_shape[1]]
+
+
+def config_dict(cfg: HNDSRConfig) -> dict:
+    """Plain dict of a config (JSON-able)."""
+    return asdict(cfg)

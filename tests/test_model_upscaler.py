@@ -1,0 +1,133 @@
+"""The HNDSR upscaler against the contract: shapes, bands, determinism, scales, seams."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sr_engine.interface import Upscaler, output_shape
+from sr_engine.model import HNDSR, HNDSRConfig, HNDSRUpscaler, coordinate_noise
+
+
+@pytest.fixture(scope="module")
+def model() -> HNDSRUpscaler:
+    """A small HNDSR with fixed random weights (the contract holds for any weights)."""
+    torch.manual_seed(0)
+    net = HNDSR(HNDSRConfig(feats=8, blocks=2, hidden=16, ae_width=8, refiner_width=8))
+    return HNDSRUpscaler(net, "test-random")
+
+
+def texture(channels: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((channels, h, w), dtype=np.float32)
+
+
+def test_is_an_upscaler(model):
+    assert isinstance(model, Upscaler)
+    assert model.modes == ("bicubic", "fast", "diffusion")
+    assert model.default_mode in model.modes
+    assert model.halo >= model.net.cfg.fast_halo()
+
+
+@pytest.mark.parametrize("mode", ["fast", "diffusion"])
+@pytest.mark.parametrize("scale", [1.1, 2.7, (1.5, 3.2), (4.0, 2.0), 8.0])
+@pytest.mark.parametrize("size", [(7, 11), (13, 5)])
+def test_shape_and_range_for_odd_sizes_and_scales(model, mode, scale, size):
+    out = model.upscale(texture(3, *size), scale, mode=mode)
+    sxy = scale if isinstance(scale, tuple) else (scale, scale)
+    assert out.shape == (3, *output_shape(size, sxy))
+    assert out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+
+
+@pytest.mark.parametrize("mode", ["fast", "diffusion"])
+def test_four_bands_are_rgb_plus_a_grey_band(model, mode):
+    lr = texture(4, 9, 10)
+    out4 = model.upscale(lr, 2.5, mode=mode)
+    assert out4.shape == (4, 22, 25)
+    np.testing.assert_allclose(out4[:3], model.upscale(lr[:3], 2.5, mode=mode), atol=1e-6)
+    np.testing.assert_allclose(out4[3:], model.upscale(lr[3:], 2.5, mode=mode), atol=1e-6)
+
+
+def test_one_band_is_the_mean_of_its_replicated_rgb(model):
+    lr = texture(1, 9, 10)
+    out1 = model.upscale(lr, 3.0)
+    rgb = model.upscale(np.repeat(lr, 3, axis=0), 3.0)
+    assert out1.shape == (1, 27, 30)
+    np.testing.assert_allclose(out1[0], rgb.mean(axis=0), atol=1e-6)
+
+
+def test_diffusion_is_deterministic_for_a_seed_and_varies_with_it(model):
+    lr = texture(3, 12, 12)
+    a = model.upscale(lr, 2.0, mode="diffusion", seed=3)
+    b = model.upscale(lr, 2.0, mode="diffusion", seed=3)
+    c = model.upscale(lr, 2.0, mode="diffusion", seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-4
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "fast", "diffusion"])
+@pytest.mark.parametrize("value", [0.0, 0.37, 1.0])
+def test_constant_image_stays_constant(model, mode, value):
+    out = model.upscale(np.full((3, 9, 11), value, np.float32), 2.3, mode=mode)
+    np.testing.assert_allclose(out, value, atol=1e-5)
+
+
+def test_scale_sweep_gives_finite_outputs_of_the_right_shape(model):
+    lr = texture(3, 9, 10)
+    for scale in np.round(np.arange(1.1, 8.0001, 0.1), 1):
+        out = model.upscale(lr, float(scale))
+        assert out.shape == (3, round(9 * scale), round(10 * scale)), scale
+        assert np.isfinite(out).all(), scale
+
+
+def test_cell_size_input_changes_the_output(model):
+    lr = torch.from_numpy(texture(3, 10, 10))[None]
+    origins = np.zeros((1, 2))
+    with torch.no_grad():
+        a = model.net.operator(lr, (2.0, 2.0), (20, 20), origins)
+        b = model.net.operator(lr, (2.0, 2.0), (20, 20), origins, cell=(0.25, 0.25))
+    assert (a - b).abs().max() > 1e-4
+
+
+def tile(model, lr_global, scale, col0, row0, size, mode, seed=0):
+    """Render the output tile whose top-left is HR pixel (col0, row0) of the global grid,
+    from a LR window cut around it with the model's halo (as the server does)."""
+    sx, sy = scale
+    halo = model.halo
+    x0, y0 = col0 / sx, row0 / sy
+    left, top = math.floor(x0) - halo, math.floor(y0) - halo
+    w = math.ceil((col0 + size) / sx) + halo - left
+    h = math.ceil((row0 + size) / sy) + halo - top
+    window = lr_global[:, :, top : top + h, left : left + w]
+    origins = np.array([[x0 - left, y0 - top]])
+    offsets = np.array([[col0, row0]])
+    return model.upscale_batch(window, scale, (size, size), origins, offsets, mode, seed)[0]
+
+
+@pytest.mark.parametrize("mode", ["fast", "diffusion"])
+@pytest.mark.parametrize("scale", [(2.5, 2.5), (3.0, 2.0)])
+def test_adjacent_tiles_stitch_into_the_big_window(model, mode, scale):
+    lr_global = texture(3, 120, 120, seed=5)[None]
+    big = tile(model, lr_global, scale, 60, 60, 64, mode)
+    left = tile(model, lr_global, scale, 60, 60, 32, mode)
+    right = tile(model, lr_global, scale, 92, 60, 32, mode)
+    below = tile(model, lr_global, scale, 60, 92, 32, mode)
+    assert np.abs(np.concatenate([left, right], axis=2) - big[:, :32]).max() < 1e-3
+    assert np.abs(below - big[:, 32:, :32]).max() < 1e-3
+
+
+def test_coordinate_noise_depends_on_absolute_pixels_only():
+    rows, cols = torch.arange(10, 30)[None], torch.arange(-5, 15)[None]
+    whole = coordinate_noise(7, 4, rows, cols)
+    part = coordinate_noise(7, 4, rows[:, 5:], cols[:, 3:])
+    torch.testing.assert_close(part, whole[..., 5:, 3:])
+    assert not torch.equal(coordinate_noise(8, 4, rows, cols), whole)
+
+
+def test_coordinate_noise_is_standard_normal():
+    z = coordinate_noise(0, 2, torch.arange(256)[None], torch.arange(256)[None])
+    assert abs(float(z.mean())) < 0.02
+    assert abs(float(z.std()) - 1.0) < 0.02

@@ -1,0 +1,194 @@
+"""The three HNDSR training stages as plain loops (torch + numpy only).
+
+Stage 1 trains the autoencoder, stage 2 the neural operator, stage 3 the diffusion refiner;
+each freezes the others. A stage stops at ``steps`` or ``seconds`` (whichever comes first),
+saves a resumable state (weights, optimizer, step, elapsed time, RNG) every
+``ckpt_every`` steps and at the end, and resumes from it when started again. Logging and
+progress go through the ``on_log`` / ``on_step`` callbacks, so MLflow and progress bars
+stay at the edges (training/train.py) and the GPU script needs neither.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sr_engine.bicubic import bicubic_sample
+from sr_engine.model import HNDSR, alpha_bar
+from training.data import make_pair, sample_batch
+
+STAGES = ("autoencoder", "operator", "refiner")
+
+
+@dataclass
+class StageConfig:
+    """Knobs of one stage (a section of params.yaml)."""
+
+    steps: int = 1000
+    seconds: float = 0.0  # wall-clock budget; 0 = none
+    batch: int = 16
+    patch: int = 64
+    lr: float = 1e-3
+    scale_min: float = 1.1
+    scale_max: float = 8.0
+    aniso_prob: float = 0.2
+    noise_std: float = 0.0
+    log_every: int = 50
+    ckpt_every: int = 200
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StageConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def part_of(net: HNDSR, stage: str) -> torch.nn.Module:
+    """The sub-network a stage trains."""
+    return {"autoencoder": net.ae, "operator": net.operator, "refiner": net.refiner}[stage]
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(-10.0 * torch.log10(F.mse_loss(a.clamp(0, 1), b).clamp_min(1e-12)))
+
+
+def autoencoder_step(net, images, cfg, rng, device, want_metrics):
+    """Reconstruction (L1) of random HR patches."""
+    hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
+    out = net.ae(hr)
+    loss = F.l1_loss(out, hr) + F.mse_loss(out, hr)
+    metrics = {"recon_psnr": _psnr(out.detach(), hr)} if want_metrics else {}
+    return loss, metrics
+
+
+def operator_step(net, images, cfg, rng, device, want_metrics):
+    """L1 of the operator's output at a random continuous (maybe anisotropic) scale."""
+    hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
+    lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob, cfg.noise_std)
+    origins = np.zeros((hr.shape[0], 2))
+    pred = net.operator(lr, scale, hr.shape[-2:], origins)
+    loss = F.l1_loss(pred, hr)
+    metrics = {}
+    if want_metrics:
+        with torch.no_grad():
+            base = bicubic_sample(lr, scale, hr.shape[-2:], origins)
+            metrics = {
+                "psnr": _psnr(pred.detach(), hr),
+                "gain_db": _psnr(pred, hr) - _psnr(base, hr),
+            }
+    return loss, metrics
+
+
+def latent_residual(net: HNDSR, hr: torch.Tensor, lr: torch.Tensor, scale) -> tuple:
+    """(cond E(fast), E(hr) - E(fast)) for a training pair; no gradients."""
+    with torch.no_grad():
+        origins = np.zeros((hr.shape[0], 2))
+        fast = net.operator(lr, scale, hr.shape[-2:], origins).clamp(0.0, 1.0)
+        cond = net.ae.encode(fast)
+        return cond, net.ae.encode(hr) - cond
+
+
+def refiner_step(net, images, cfg, rng, device, want_metrics):
+    """x0-prediction MSE of the normalized latent residual at a random diffusion time."""
+    hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
+    lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob, cfg.noise_std)
+    cond, residual = latent_residual(net, hr, lr, scale)
+    r0 = residual / net.cfg.residual_scale
+    gen = torch.Generator(device=hr.device).manual_seed(int(rng.integers(2**31)))
+    t = torch.rand(hr.shape[0], generator=gen, device=hr.device)
+    ab = alpha_bar(t)[:, None, None, None]
+    eps = torch.randn(r0.shape, generator=gen, device=hr.device)
+    x0 = net.refiner(ab.sqrt() * r0 + (1 - ab).sqrt() * eps, cond, t)
+    loss = F.mse_loss(x0, r0)
+    return loss, ({"x0_mse": float(loss.detach())} if want_metrics else {})
+
+
+STEP_FNS = {"autoencoder": autoencoder_step, "operator": operator_step, "refiner": refiner_step}
+
+
+def calibrate_residual_scale(net: HNDSR, images, cfg: StageConfig, device, batches: int = 8):
+    """Set ``net.cfg.residual_scale`` to the std of the latent residual (refiner input scale)."""
+    rng = np.random.default_rng(cfg.seed + 12345)
+    stds = []
+    for _ in range(batches):
+        hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
+        lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob)
+        stds.append(float(latent_residual(net, hr, lr, scale)[1].std()))
+    net.cfg.residual_scale = max(float(np.mean(stds)), 1e-4)
+
+
+def run_stage(
+    stage: str,
+    net: HNDSR,
+    images: torch.Tensor,
+    cfg: StageConfig,
+    device: str | torch.device,
+    state_path: Path,
+    on_log: Callable[[int, dict], None] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict:
+    """Train one stage (resuming from ``state_path`` if present); returns the last metrics."""
+    net.to(device)
+    for name in STAGES:
+        part_of(net, name).requires_grad_(name == stage)
+    part = part_of(net, stage)
+    opt = torch.optim.Adam(part.parameters(), lr=cfg.lr)
+    step, elapsed = 0, 0.0
+    rng = np.random.default_rng(cfg.seed)
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        net.load_state_dict(state["net"])
+        net.cfg.residual_scale = state["residual_scale"]
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed"]
+        rng.bit_generator.state = state["rng"]
+    elif stage == "refiner":
+        calibrate_residual_scale(net, images, cfg, device)
+
+    def save() -> None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "net": net.state_dict(),
+                "residual_scale": net.cfg.residual_scale,
+                "opt": opt.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+                "rng": rng.bit_generator.state,
+            },
+            state_path,
+        )
+
+    step_fn = STEP_FNS[stage]
+    metrics: dict = {}
+    part.train()
+    start = time.perf_counter() - elapsed
+    while step < cfg.steps and (cfg.seconds <= 0 or elapsed < cfg.seconds):
+        progress = max(step / cfg.steps, elapsed / cfg.seconds if cfg.seconds > 0 else 0.0)
+        for group in opt.param_groups:  # cosine decay to 10 %
+            group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        want = (step + 1) % cfg.log_every == 0
+        loss, m = step_fn(net, images, cfg, rng, device, want)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        elapsed = time.perf_counter() - start
+        if on_step:
+            on_step(step, elapsed)
+        if want:
+            metrics = {"loss": float(loss.detach()), **m, "lr": opt.param_groups[0]["lr"]}
+            if on_log:
+                on_log(step, metrics)
+        if step % cfg.ckpt_every == 0:
+            save()
+    save()
+    part.eval()
+    return {**metrics, "steps": step, "seconds": elapsed}

@@ -1,0 +1,121 @@
+"""DVC stages train_autoencoder / train_operator / train_diffusion: one HNDSR stage per call.
+
+    python -m training.train --stage autoencoder|operator|refiner [--params params.yaml]
+
+Stage 1 starts from fresh weights, stages 2 and 3 from the previous stage's checkpoint
+(``--init`` overrides, e.g. a checkpoint trained on a GPU). The resumable state lives in
+``artifacts/state/<stage>-<config hash>.pt``, so an interrupted stage continues where it
+stopped, and only with the same configuration. The refiner stage ends by tuning the
+diffusion steps/temperature on the validation split. Everything is logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import mlflow
+import torch
+import yaml
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sr_engine.checkpoint import file_sha256, read_network, resolve_device, save_checkpoint
+from sr_engine.model import HNDSR, HNDSRConfig, HNDSRUpscaler
+from training.core import StageConfig, run_stage
+from training.data import read_pack, stack_images
+from training.samples import comparison_png
+from training.tracking import flatten, setup
+from training.tune import tune
+
+PREVIOUS = {"operator": "autoencoder", "refiner": "operator"}
+
+
+def stage_config(params: dict, stage: str) -> StageConfig:
+    """The stage's params.yaml section plus the shared logging knobs and seed."""
+    train = params["train"]
+    shared = {k: train[k] for k in ("log_every", "ckpt_every", "seed") if k in train}
+    return StageConfig.from_dict({**shared, **train[stage]})
+
+
+def initial_network(params: dict, stage: str, out: Path, init: Path | None) -> HNDSR:
+    """Fresh weights (stage 1) or the previous stage's / ``init`` checkpoint."""
+    if init is not None:
+        return read_network(init)
+    if stage == "autoencoder":
+        torch.manual_seed(int(params["train"].get("seed", 0)))
+        return HNDSR(HNDSRConfig(**params["model"]))
+    return read_network(out / f"{PREVIOUS[stage]}.safetensors")
+
+
+def log_metrics(metrics: dict, step: int) -> None:
+    """Per-log-window metrics of the running stage."""
+    mlflow.log_metrics(metrics, step=step)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stage", choices=["autoencoder", "operator", "refiner"], required=True)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--prepared", type=Path, default=Path("artifacts/prepared"))
+    parser.add_argument("--out", type=Path, default=Path("artifacts/train"))
+    parser.add_argument("--state-dir", type=Path, default=Path("artifacts/state"))
+    parser.add_argument("--init", type=Path, default=None)
+    args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
+    stage, cfg = args.stage, stage_config(params, args.stage)
+    device = resolve_device(params["train"].get("device", "auto"))
+    net = initial_network(params, stage, args.out, args.init)
+    init_file = args.init or (
+        args.out / f"{PREVIOUS[stage]}.safetensors" if stage in PREVIOUS else None
+    )
+    key = json.dumps(
+        [vars(cfg), params["model"], file_sha256(init_file) if init_file else None], sort_keys=True
+    )
+    state = args.state_dir / f"{stage}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    images = stack_images(read_pack(args.prepared / "train.npz"), device)
+    val = read_pack(args.prepared / "val.npz")
+
+    setup(params.get("mlflow", {}).get("experiment", "hndsr"))
+    with (
+        mlflow.start_run(run_name=f"train_{stage}"),
+        Progress(
+            TextColumn(f"[bold]{stage}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+        ) as bar,
+    ):
+        mlflow.set_tags({"stage": stage, "device": device, "resumed": str(state.exists())})
+        mlflow.log_params(flatten({"stage": vars(cfg), "model": params["model"]}))
+        task = bar.add_task(stage, total=cfg.steps)
+        result = run_stage(
+            stage,
+            net,
+            images,
+            cfg,
+            device,
+            state,
+            on_log=lambda step, m: log_metrics(m, step),
+            on_step=lambda step, _: bar.update(task, completed=step),
+        )
+        net.cpu()
+        card: dict = {"stage": stage, "result": result}
+        if stage == "refiner":
+            card["diffusion_tuning"] = tune(net, val, params["evaluate"])
+            chosen = card["diffusion_tuning"]["chosen"]
+            mlflow.log_metrics({f"tuned_{k}": float(v) for k, v in chosen.items()})
+        args.out.mkdir(parents=True, exist_ok=True)
+        weights = args.out / f"{stage}.safetensors"
+        save_checkpoint(net, weights, card)
+        png = args.out / f"{stage}_samples.png"
+        comparison_png(HNDSRUpscaler(net, "samples"), val[:3], stage, png)
+        (args.out / f"{stage}_metrics.json").write_text(json.dumps(card, indent=2) + "\n")
+        for path in (weights, weights.with_suffix(".json"), png):
+            mlflow.log_artifact(str(path))
+        mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.items()})
+
+
+if __name__ == "__main__":
+    main()

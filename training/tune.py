@@ -1,0 +1,64 @@
+"""Choose the diffusion mode's DDIM steps and temperature on the validation split.
+
+    python -m training.tune --checkpoint artifacts/gpu_run1/hndsr.safetensors --out artifacts/tuned
+
+The refiner stage calls this at its end; the CLI re-tunes a checkpoint trained elsewhere
+(e.g. on a GPU) after a change of the sampling code, and logs the grid to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import mlflow
+import yaml
+
+from sr_engine.checkpoint import card_path, read_network, save_checkpoint
+from sr_engine.model import HNDSR, HNDSRUpscaler
+from training.data import read_pack
+from training.protocol import tune_diffusion
+from training.tracking import setup
+
+
+def tune(net: HNDSR, val_images: list, ev: dict) -> dict:
+    """Set ``net.cfg.steps`` / ``temperature`` from the grid in ``ev``; returns the record."""
+    best, grid = tune_diffusion(
+        HNDSRUpscaler(net, "tuning"),
+        val_images[: ev["tune_images"]],
+        [2.0, 4.0],
+        ev["diffusion_steps"],
+        ev["temperatures"],
+        ev["max_psnr_drop"],
+        ev.get("seed", 0),
+    )
+    net.cfg.steps, net.cfg.temperature = int(best["steps"]), float(best["temperature"])
+    return {"chosen": best, "grid": grid}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--prepared", type=Path, default=Path("artifacts/prepared"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    params = yaml.safe_load(args.params.read_text())
+    net = read_network(args.checkpoint)
+    record = tune(net, read_pack(args.prepared / "val.npz"), params["evaluate"])
+    card = json.loads(card_path(args.checkpoint).read_text())
+    card.pop("config", None)
+    card["diffusion_tuning"] = record
+    saved = save_checkpoint(net, args.out / "hndsr.safetensors", card)
+    print(json.dumps(record["chosen"]), saved["version"])
+    setup(params.get("mlflow", {}).get("experiment", "hndsr"))
+    with mlflow.start_run(run_name="tune_diffusion"):
+        mlflow.set_tags({"stage": "tune_diffusion", "source": str(args.checkpoint)})
+        for i, row in enumerate(record["grid"]):
+            mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=i)
+        mlflow.log_artifact(str(card_path(args.out / "hndsr.safetensors")))
+
+
+if __name__ == "__main__":
+    main()
