@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 
 from cache.coalesce import RedisCoalescer
 from cache.entry import Entry, content_etag
@@ -46,6 +51,17 @@ LONG_CACHE_CONTROL = b"public, max-age=86400"
 SHORT_CACHE_CONTROL = b"public, max-age=10"
 REPLAYED_HEADERS = ("x-sr-mode", "x-sr-scale", "x-sr-model", "content-bbox", "content-crs")
 """Headers of the downstream response that are stored with the entry and replayed on hits."""
+
+
+MEMO_SIZE = 10_000
+"""Most memoized request resolutions and response header sets (cleared when full)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TileRoute:
+    """Stands in for the Starlette route in ``scope["route"]`` (its ``path`` labels metrics)."""
+
+    path: str
 
 
 @dataclass(slots=True)
@@ -107,7 +123,7 @@ class TileCacheMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: ASGIApp | None,
         *,
         cache: TieredCache,
         check_source: Callable[[str], object],
@@ -115,7 +131,7 @@ class TileCacheMiddleware:
         identity: DatasetIdentity | None = None,
         coalescer: RedisCoalescer | None = None,
     ) -> None:
-        self.app = app
+        self.app: ASGIApp = app or _unbound
         self.cache = cache
         self.check_source = check_source
         self.model_version = model_version
@@ -125,31 +141,64 @@ class TileCacheMiddleware:
         self.coalescer = coalescer
         self.flights: SingleFlight[str, Outcome] = SingleFlight()
         self.background: dict[str, asyncio.Task[None]] = {}
+        self._memo: dict[tuple[str, bytes], tuple[float, str, tuple[str, TileRoute] | None]] = {}
+        self._entry_headers: dict[str, tuple[list[tuple[bytes, bytes]], bytes]] = {}
+
+    def bind(self, app: ASGIApp) -> TileCacheMiddleware:
+        """Set the downstream app (a middleware factory for Starlette's ``add_middleware``)."""
+        self.app = app
+        return self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
             return await self.app(scope, receive, send)
-        request = parse_tile_request(scope["path"], scope["query_string"].decode("latin-1"))
-        if request is None or not self._allowed(request.url):
-            return await self.app(scope, receive, send)  # the app answers 4xx
-        normalized, version = await self.identity(request.url)
-        key = tile_cache_key(request, normalized, version, self.model_version())
+        resolved = await self.resolve(scope)
+        if resolved is None:
+            return await self.app(scope, receive, send)  # not a tile, or the app answers 4xx
+        key, scope["route"] = resolved  # the route template labels the request metrics
         found = await self.cache.get(key)
         if found is not None:
             entry, tier = found
-            return await self._send_entry(scope, send, entry, b"HIT-" + tier.encode())
+            await self.send_entry(scope, send, entry, b"HIT-" + tier.encode())
+            return
         outcome, shared = await self.flights.arun(key, lambda: self._compute(key, scope))
         if shared:
             SR_COALESCED.inc()
         label = b"COALESCED" if shared else outcome.label
         if outcome.entry is not None:
-            return await self._send_entry(scope, send, outcome.entry, label)
+            await self.send_entry(scope, send, outcome.entry, label)
+            return
         headers = [*outcome.headers, (b"x-cache", label)]
         if _header(outcome.headers, b"x-sr-mode") == DEGRADED_MODE.encode():
             headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
             headers.append((b"cache-control", SHORT_CACHE_CONTROL))
         await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
         await send({"type": "http.response.body", "body": outcome.body})
+
+    async def resolve(self, scope: Scope) -> tuple[str, TileRoute] | None:
+        """Cache key and route of an allowed tile request, None for anything else.
+
+        Memoized per exact path and query for ``identity.ttl`` seconds (and the current model
+        version): the allowlist decision, the source's identity and the key are recomputed
+        at most that often, so a hot tile does not resolve paths or stat the source each time.
+        """
+        memo_key = (scope["path"], scope["query_string"])
+        now = time.monotonic()
+        model = self.model_version()
+        memo = self._memo.get(memo_key)
+        if memo is not None and memo[0] > now and memo[1] == model:
+            return memo[2]
+        request = parse_tile_request(scope["path"], scope["query_string"].decode("latin-1"))
+        resolved = None
+        if request is not None and self._allowed(request.url):
+            normalized, version = await self.identity(request.url)
+            template = f"/{request.endpoint}/tiles/{{tileMatrixSetId}}/{{z}}/{{x}}/{{y}}"
+            route = TileRoute(template + (".{format}" if request.fmt else ""))
+            resolved = tile_cache_key(request, normalized, version, model), route
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[memo_key] = (now + self.identity.ttl, model, resolved)
+        return resolved
 
     def _allowed(self, url: str) -> bool:
         try:
@@ -158,23 +207,34 @@ class TileCacheMiddleware:
             return False
         return True
 
-    async def _send_entry(self, scope: Scope, send: Send, entry: Entry, label: bytes) -> None:
-        etag = entry.etag.encode()
-        headers = [
-            (b"content-type", entry.media_type.encode()),
-            (b"etag", etag),
-            (b"cache-control", LONG_CACHE_CONTROL),
-            (b"x-cache", label),
-        ]
-        headers.extend((name.encode(), value.encode()) for name, value in entry.headers)
+    def _headers(self, entry: Entry) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """Response headers of an entry (built once per entry) and its Content-Length."""
+        built = self._entry_headers.get(entry.etag)
+        if built is None:
+            headers = [
+                (b"content-type", entry.media_type.encode()),
+                (b"etag", entry.etag.encode()),
+                (b"cache-control", LONG_CACHE_CONTROL),
+            ]
+            headers.extend((name.encode(), value.encode()) for name, value in entry.headers)
+            if len(self._entry_headers) >= MEMO_SIZE:
+                self._entry_headers.clear()
+            built = self._entry_headers[entry.etag] = (headers, str(len(entry.body)).encode())
+        return built
+
+    async def send_entry(self, scope: Scope, send: Send, entry: Entry, label: bytes) -> int:
+        """Answer with a stored entry (304 when ``If-None-Match`` matches); returns the status."""
+        headers, length = self._headers(entry)
         if_none_match = _header(scope["headers"], b"if-none-match")
-        if if_none_match is not None and _etag_matches(if_none_match, etag):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
+        if if_none_match is not None and _etag_matches(if_none_match, entry.etag.encode()):
+            start = {"type": "http.response.start", "status": 304}
+            await send({**start, "headers": [*headers, (b"x-cache", label)]})
             await send({"type": "http.response.body", "body": b""})
-            return
-        headers.append((b"content-length", str(len(entry.body)).encode()))
+            return 304
+        headers = [*headers, (b"x-cache", label), (b"content-length", length)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": entry.body})
+        return 200
 
     async def _compute(self, key: str, scope: Scope) -> Outcome:
         """Compute (or wait for another process computing) the response for ``key``."""
@@ -231,23 +291,109 @@ class TileCacheMiddleware:
             await self.cache.set(key, entry)
 
 
+async def _unbound(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("TileCacheMiddleware used before bind()")
+
+
+class HitFastPath:
+    """The outermost ASGI layer: answers memory hits before the framework's stack runs.
+
+    It does what the layers it skips would do for such a response: Starlette's CORS headers
+    (the app's own ``CORSMiddleware`` computes them; with any-origin and no credentials they
+    depend only on whether the request has an ``Origin``, so they are computed once per case)
+    and the request-duration histogram. Everything else goes down the full stack.
+    """
+
+    def __init__(
+        self, tile_cache: TileCacheMiddleware, cors: CORSMiddleware | None, request_metric: Any
+    ) -> None:
+        self.tile_cache = tile_cache
+        self.memory = tile_cache.cache.memory
+        self.cors = cors
+        self.request_metric = request_metric
+        self.app: ASGIApp = _unbound
+        self._observers: dict[tuple[str, int], Any] = {}
+        self._cors_headers: dict[bool, list[tuple[bytes, bytes]]] = {}
+
+    def bind(self, app: ASGIApp) -> HitFastPath:
+        """Put this layer in front of ``app`` (the built middleware stack)."""
+        self.app = app
+        return self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.memory is not None and scope["type"] == "http" and scope["method"] == "GET":
+            started = time.perf_counter()
+            resolved = await self.tile_cache.resolve(scope)
+            entry = self.memory.peek(resolved[0]) if resolved is not None else None
+            if entry is not None and resolved is not None:
+                status = await self.tile_cache.send_entry(
+                    scope, await self._cors_send(scope, send), entry, b"HIT-memory"
+                )
+                observer = self._observers.get((resolved[1].path, status))
+                if observer is None:
+                    observer = self.request_metric.labels(resolved[1].path, str(status))
+                    self._observers[resolved[1].path, status] = observer
+                observer.observe(time.perf_counter() - started)
+                return
+        await self.app(scope, receive, send)
+
+    async def _cors_send(self, scope: Scope, send: Send) -> Send:
+        """``send`` with the CORS response headers added."""
+        cors = self.cors
+        if cors is None:
+            return send
+        request_headers = Headers(scope=scope)
+        if not cors.allow_all_origins or cors.allow_credentials:
+            return functools.partial(cors.send, send=send, request_headers=request_headers)
+        has_origin = "origin" in request_headers
+        extra = self._cors_headers.get(has_origin)
+        if extra is None:
+            probe: Message = {"type": "http.response.start", "status": 200, "headers": []}
+            await cors.send(probe, send=_ignore, request_headers=request_headers)
+            extra = self._cors_headers[has_origin] = list(probe["headers"])
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], *extra]
+            await send(message)
+
+        return send_with_cors
+
+
+async def _ignore(message: Message) -> None:
+    return None
+
+
 def install_tile_cache(
     app: Any,
     settings: CacheSettings,
     *,
     check_source: Callable[[str], object],
     model_version: Callable[[], str],
+    request_metric: Any = None,
 ) -> dict[str, Callable[[], bool]]:
-    """Add the tile cache middleware to a Starlette/FastAPI ``app``.
+    """Add the tile cache to a Starlette/FastAPI ``app``: the middleware where this is called
+    in the ``add_middleware`` sequence and, given the ``request_metric`` histogram (labels
+    route, status) that the outer layers record, the memory-hit fast path in front of all.
 
     Returns ``/readyz`` checks: tier name -> callable, True while that tier is down.
     """
     cache = build_tiered_cache(
         settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
     )
-    app.add_middleware(
-        TileCacheMiddleware, cache=cache, check_source=check_source, model_version=model_version
+    tile_cache = TileCacheMiddleware(
+        None, cache=cache, check_source=check_source, model_version=model_version
     )
+    app.add_middleware(tile_cache.bind)
+    if request_metric is not None:
+        build_stack = app.build_middleware_stack
+
+        def build_with_fast_path() -> ASGIApp:
+            cors = next((m for m in app.user_middleware if m.cls is CORSMiddleware), None)
+            cors_layer = CORSMiddleware(_unbound, *cors.args, **cors.kwargs) if cors else None
+            return HitFastPath(tile_cache, cors_layer, request_metric).bind(build_stack())
+
+        app.build_middleware_stack = build_with_fast_path
     return {f"cache-{tier.name}": _down_check(tier) for tier in cache.tiers}
 
 

@@ -62,19 +62,21 @@ class MemoryTier:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._counters = TierCounters(self.name)
 
-    def get_nowait(self, key: str) -> Entry | None:
-        """Synchronous lookup (the hit fast path)."""
+    def peek(self, key: str) -> Entry | None:
+        """Synchronous lookup for the hit fast path: counts hits only (a miss goes on to
+        ``get``, which counts it)."""
         entry = self._entries.get(key)
-        if entry is None:
-            self._counters.miss.inc()
-            return None
-        self._entries.move_to_end(key)
-        self._counters.hit.inc()
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self._counters.hit.inc()
         return entry
 
     async def get(self, key: str) -> Entry | None:
         """See ``CacheTier.get``."""
-        return self.get_nowait(key)
+        entry = self.peek(key)
+        if entry is None:
+            self._counters.miss.inc()
+        return entry
 
     async def set(self, key: str, entry: Entry) -> None:
         """Insert as most recent, evicting least recently used entries beyond ``max_bytes``."""

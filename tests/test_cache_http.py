@@ -210,3 +210,26 @@ def test_new_model_version_and_purge_by_model_version_recompute(
     again_a, again_b = model_a.get(params={"sr": "fast"}), model_b.get(params={"sr": "fast"})
     assert again_a.headers["x-cache"] == "MISS" and sr_tiles() - computed == 1
     assert again_b.headers["x-cache"] == "HIT-disk"
+
+
+def test_memory_hits_from_the_fast_path_match_full_stack_responses(
+    serve, data_dir: Path, tmp_path: Path
+) -> None:
+    serve(data_dir, tmp_path / "cache").get()
+    app = serve(data_dir, tmp_path / "cache")
+    origin = {"Origin": "https://map.example"}
+    route = {"route": "/cog/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", "status": "200"}
+    disk_hit = app.get(headers=origin)  # through CORS, metrics and the cache middleware
+    observed = REGISTRY.get_sample_value("hndsr_http_request_duration_seconds_count", route)
+    memory_hit = app.get(headers=origin)  # answered in front of the stack
+    assert (disk_hit.headers["x-cache"], memory_hit.headers["x-cache"]) == (
+        "HIT-disk",
+        "HIT-memory",
+    )
+    assert {k: v for k, v in disk_hit.headers.items() if k != "x-cache"} == {
+        k: v for k, v in memory_hit.headers.items() if k != "x-cache"
+    }
+    assert memory_hit.headers["access-control-allow-origin"] == "*"
+    assert "X-Cache" in memory_hit.headers["access-control-expose-headers"]
+    after = REGISTRY.get_sample_value("hndsr_http_request_duration_seconds_count", route)
+    assert after - observed == 1

@@ -15,6 +15,7 @@ from tileserver.dependencies import SRParams, allowed_url, check_tile_index
 from tileserver.errors import install_error_handlers
 from tileserver.factories import SRMultiBaseTilerFactory, SRTilerFactory, sr_wmts_extension
 from tileserver.gdal_env import configure_gdal
+from tileserver.metrics import REQUEST_DURATION
 from tileserver.reader import SRConfig, SRReader, SRSTACReader
 from tileserver.routes import RequestMetricsMiddleware, router
 from tileserver.security import Allowlist
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
             model_version=lambda: str(
                 app.state.sr_config.backend.model_status().get("version", "none")
             ),
+            request_metric=REQUEST_DURATION,
         )
     )
     app.add_middleware(RequestMetricsMiddleware)
