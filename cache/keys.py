@@ -45,7 +45,8 @@ TILE_PARAMS = frozenset(
         "padding",
     }
 )
-"""Query parameters of TiTiler's tile endpoint that change the bytes (besides url, tilesize, sr)."""
+"""Query parameters of TiTiler's tile endpoint that change the bytes (besides url, tilesize,
+sr and format, which the key holds in their own fields)."""
 
 DEFAULT_TILESIZE = "256"
 DEFAULT_SR = "auto"
@@ -79,6 +80,7 @@ def parse_tile_request(path: str, query: str) -> TileRequest | None:
         return None
     values: dict[str, list[str]] = {}
     url = ""
+    fmt = (match["fmt"] or "").lower()
     tilesize = DEFAULT_TILESIZE
     sr = DEFAULT_SR
     for name, value in parse_qsl(query, keep_blank_values=True):
@@ -88,6 +90,8 @@ def parse_tile_request(path: str, query: str) -> TileRequest | None:
             tilesize = value.strip()
         elif name == "sr":
             sr = value.strip().lower()
+        elif name == "format" and not match["fmt"]:  # the route without an extension
+            fmt = value.strip().lower()
         elif name in TILE_PARAMS:
             values.setdefault(name, []).append(value.strip())
     if not url:
@@ -98,7 +102,7 @@ def parse_tile_request(path: str, query: str) -> TileRequest | None:
         z=int(match["z"]),
         x=int(match["x"]),
         y=int(match["y"]),
-        fmt=(match["fmt"] or "").lower(),
+        fmt=fmt,
         url=url,
         tilesize=tilesize,
         sr=sr,
