@@ -67,20 +67,29 @@ def test_ci_runs_the_same_commands_as_local_ci() -> None:
 
 
 def test_model_validation_runs_the_smoke_pipeline_and_the_gate() -> None:
-    workflow = load("model-validation.yml")
-    lines = run_lines(workflow)
+    from sr_engine.checkpoint import DEFAULT_CHECKPOINT
+    from training.export import SHIP_GATES
+
+    lines = run_lines(load("model-validation.yml"))
     assert "make install" in lines
-    dvc = [line for line in lines if " dvc " in f" {line} " or "/dvc " in line]
-    assert dvc, "no DVC step"
-    for line in dvc:
-        for token in line.split():
-            if token.endswith((".yaml", ".yml")):
-                assert (REPO / token).exists(), f"{line}: {token} does not exist"
-    modules = [m for line in lines for m in re.findall(r"-m ([\w.]+)", line)]
-    assert "training.evaluate" in modules
-    for module in modules:
-        path = REPO / (module.replace(".", "/") + ".py")
-        assert path.exists(), f"python -m {module}: {path} does not exist"
+    smoke = [line for line in lines if "pytest" in line]
+    assert smoke == [
+        ".venv/bin/python -m pytest tests/test_training_pipeline.py -p no:cacheprovider"
+    ]
+    pipeline_test = (REPO / "tests/test_training_pipeline.py").read_text()
+    assert '"repro"' in pipeline_test and "training/smoke/params.yaml" in pipeline_test
+    gate = [line.split() for line in lines if line.startswith(".github/scripts/model-gate.sh")]
+    assert len(gate) == 1
+    assert REPO / gate[0][1] == DEFAULT_CHECKPOINT  # the shipped checkpoint is gated
+    script = REPO / ".github/scripts/model-gate.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert "-m training.evaluate" in text and "-m training.prepare" in text
+    assert "from training.export import SHIP_GATES" in text and SHIP_GATES
+    for module in re.findall(r"-m ([\w.]+)", text):
+        assert (REPO / (module.replace(".", "/") + ".py")).exists(), module
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_image_workflow_builds_both_dockerfile_variants() -> None:
