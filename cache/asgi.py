@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from cache.tiered import TieredCache, build_tiered_cache
 from cache.tiers import CacheTier
 from sr_engine.metrics import SR_COALESCED
 from sr_engine.singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -142,7 +145,7 @@ class TileCacheMiddleware:
         self.flights: SingleFlight[str, Outcome] = SingleFlight()
         self.background: dict[str, asyncio.Task[None]] = {}
         self._memo: dict[tuple[str, bytes], tuple[float, str, tuple[str, TileRoute] | None]] = {}
-        self._entry_headers: dict[str, tuple[list[tuple[bytes, bytes]], bytes]] = {}
+        self._entry_headers: dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], bytes]] = {}
 
     def bind(self, app: ASGIApp) -> TileCacheMiddleware:
         """Set the downstream app (a middleware factory for Starlette's ``add_middleware``)."""
@@ -209,7 +212,8 @@ class TileCacheMiddleware:
 
     def _headers(self, entry: Entry) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """Response headers of an entry (built once per entry) and its Content-Length."""
-        built = self._entry_headers.get(entry.etag)
+        cache_key = (entry.etag, entry.media_type, entry.headers)  # same bytes, other metadata
+        built = self._entry_headers.get(cache_key)
         if built is None:
             headers = [
                 (b"content-type", entry.media_type.encode()),
@@ -219,7 +223,7 @@ class TileCacheMiddleware:
             headers.extend((name.encode(), value.encode()) for name, value in entry.headers)
             if len(self._entry_headers) >= MEMO_SIZE:
                 self._entry_headers.clear()
-            built = self._entry_headers[entry.etag] = (headers, str(len(entry.body)).encode())
+            built = self._entry_headers[cache_key] = (headers, str(len(entry.body)).encode())
         return built
 
     async def send_entry(self, scope: Scope, send: Send, entry: Entry, label: bytes) -> int:
@@ -255,7 +259,7 @@ class TileCacheMiddleware:
         finally:
             if token is not None and self.coalescer is not None:
                 await self.coalescer.release(key, token)
-        if status == 200:
+        if status == 200:  # a 200 that was not stored: degraded
             self._recompute_later(key, scope)
             headers = [*headers, (b"etag", content_etag(body).encode())]
         return Outcome(status, headers, body, None, b"MISS")
@@ -285,7 +289,11 @@ class TileCacheMiddleware:
 
     async def _recompute(self, key: str, scope: Scope) -> None:
         BACKGROUND_RECOMPUTE.set(True)
-        status, headers, body = await run_captured(self.app, scope)
+        try:
+            status, headers, body = await run_captured(self.app, scope)
+        except Exception:
+            log.exception("background recompute of %s failed", scope["path"])
+            return
         entry = self._entry(status, headers, body)
         if entry is not None:
             await self.cache.set(key, entry)

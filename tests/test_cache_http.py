@@ -233,3 +233,20 @@ def test_memory_hits_from_the_fast_path_match_full_stack_responses(
     assert "X-Cache" in memory_hit.headers["access-control-expose-headers"]
     after = REGISTRY.get_sample_value("hndsr_http_request_duration_seconds_count", route)
     assert after - observed == 1
+
+
+def test_hits_replay_their_own_headers_when_bodies_are_identical(
+    serve, data_dir: Path, tmp_path: Path
+) -> None:
+    app = serve(data_dir, tmp_path / "cache")
+    corners = [
+        "/cog/tiles/WebMercatorQuad/14/5696/9372.png",
+        "/cog/tiles/WebMercatorQuad/14/5723/9372.png",
+    ]
+    first = [app.get(path, params={"sr": "off"}) for path in corners]  # empty nodata corners
+    assert first[0].content == first[1].content
+    assert first[0].headers["content-bbox"] != first[1].headers["content-bbox"]
+    for path, original in zip(corners, first, strict=True):
+        hit = app.get(path, params={"sr": "off"})
+        assert hit.headers["x-cache"] == "HIT-memory"
+        assert hit.headers["content-bbox"] == original.headers["content-bbox"]
