@@ -148,6 +148,7 @@ def register(cli: typer.Typer, app_factory: str) -> None:
             def advance(n: int) -> None:
                 progress.update(task, advance=n, rate=summary.rate)
 
+            interrupted = False
             try:
                 asyncio.run(
                     run_prewarm(
@@ -161,6 +162,7 @@ def register(cli: typer.Typer, app_factory: str) -> None:
                     )
                 )
             except KeyboardInterrupt:
+                interrupted = True
                 console.print(f"interrupted; rerun the same command to resume ({progress_path})")
         console.print(
             f"done {summary.done}, skipped {summary.skipped}, failed {summary.failed} "
@@ -168,6 +170,8 @@ def register(cli: typer.Typer, app_factory: str) -> None:
         )
         if summary.done + summary.skipped == summary.total:
             progress_path.unlink(missing_ok=True)
+        if interrupted:
+            raise typer.Exit(130)
         if summary.failed:
             raise typer.Exit(1)
 

@@ -88,10 +88,10 @@ class Worker:
 
     async def next_batch(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Reclaimed entries of dead consumers first, else new ones."""
-        _, claimed, _ = await self.client.xautoclaim(
+        reply = await self.client.xautoclaim(
             self.stream, GROUP, self.name, self.claim_idle_ms, "0-0", count=self.batch
-        )
-        claimed = [(entry_id, fields) for entry_id, fields in claimed if fields]
+        )  # [next id, entries] (+ [deleted ids] from Redis 7)
+        claimed = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
         if claimed:
             self.stats.reclaimed += len(claimed)
             return claimed

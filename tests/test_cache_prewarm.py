@@ -125,3 +125,35 @@ def test_distributed_prewarm_survives_a_killed_worker(
     assert reclaimed and int(reclaimed[1]) >= 1
     group = next(g for g in raw.xinfo_groups("hndsr:prewarm") if g["name"] == GROUP.encode())
     assert group["pending"] == 0
+
+
+def test_prewarm_interrupted_by_ctrl_c_resumes(sample_scene: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "HNDSR_DATA_DIR": str(sample_scene),
+        "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
+        "HNDSR_TEST_DELAY_S": "0.4",
+    }
+    progress = tmp_path / "progress"
+    args = ["prewarm", str(sample_scene / SCENE), "--zoom", "14", "--bbox", BBOX, "--sr", "fast"]
+    args += ["--app", TEST_APP, "--concurrency", "1", "--progress-file", str(progress)]
+    command = [sys.executable, "-c", "from tileserver.cli import app; app()", *args]
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (progress.exists() and progress.read_text().strip()):
+        assert time.monotonic() < deadline and run.poll() is None, "no tile finished"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    output = run.communicate(timeout=60)[0].decode()
+    assert run.returncode == 130 and "interrupted" in output
+    finished = progress.read_text().split()
+    assert finished
+
+    rerun = cli(*args, env=env)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    done, skipped = map(
+        int, re.search(r"done (\d+), skipped (\d+), failed 0", rerun.stdout).groups()
+    )
+    assert skipped >= len(finished) and done >= 1
+    assert done + skipped == int(rerun.stdout.split()[0])  # every tile of the area
+    assert not progress.exists()
