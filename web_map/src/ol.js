@@ -8,10 +8,13 @@ import View from "ol/View.js";
 import WMTSCapabilities from "ol/format/WMTSCapabilities.js";
 import TileLayer from "ol/layer/Tile.js";
 import { transformExtent } from "ol/proj.js";
+import { overlapsFootprint } from "./footprint.js";
 import WMTS, { optionsFromCapabilities } from "ol/source/WMTS.js";
 import { absolute, loadCatalog, loadTileJSON, withParams } from "./catalog.js";
 
 const MATRIX_SET = "WebMercatorQuad";
+const EMPTY_PNG =
+  "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNgYGBgAAAABQABeqhXUAAAAABJRU5ErkJggg==";
 const state = { tilesLoaded: 0, tileErrors: 0, loadedUrls: [], errors: [] };
 window.hndsrOl = state;
 const $ = (id) => document.getElementById(id);
@@ -53,9 +56,17 @@ async function showDataset(entry) {
   options.crossOrigin = "anonymous";
   options.attributions = entry.attribution ? [entry.attribution] : undefined;
   const source = new WMTS(options);
+  // Tiles outside the data's outline are 404 (logged by browsers): do not request them.
+  const defaultLoad = source.getTileLoadFunction();
+  source.setTileLoadFunction((tile, src) => {
+    const extent = source.getTileGrid().getTileCoordExtent(tile.getTileCoord());
+    const lonLat = transformExtent(extent, "EPSG:3857", "EPSG:4326");
+    if (overlapsFootprint(entry.footprint, lonLat)) defaultLoad(tile, src);
+    else tile.getImage().src = EMPTY_PNG;
+  });
   source.on("tileloadend", (event) => {
     state.tilesLoaded += 1;
-    state.loadedUrls.push(event.tile.getKey());
+    state.loadedUrls.push(event.tile.getImage().src);
     updateStatus();
   });
   source.on("tileloaderror", () => {

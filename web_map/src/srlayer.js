@@ -110,7 +110,9 @@ export const SRTileLayer = L.GridLayer.extend({
     };
     let response;
     try {
-      response = await fetch(url, { signal: state.controller.signal });
+      // A retry revalidates: the degraded copy in the browser cache must not answer it.
+      const cache = first ? "default" : "no-cache";
+      response = await fetch(url, { signal: state.controller.signal, cache });
     } catch (error) {
       if (error.name === "AbortError") return;
       tile.dataset.srMode = "error";
