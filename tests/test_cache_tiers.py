@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import redis
+from prometheus_client import REGISTRY
 
 from cache.entry import Entry
 from cache.redis_tier import CircuitBreaker, RedisTier
@@ -125,11 +126,13 @@ def test_breaker_fails_fast_while_redis_is_frozen_and_resumes_by_itself(redis_se
                 slow += time.monotonic() - started >= socket_timeout * 0.9
             assert slow <= 2  # only the calls that opened the breaker waited
             assert not tier.healthy()
+            assert REGISTRY.get_sample_value("hndsr_cache_tier_up", {"tier": "redis"}) == 0
         finally:
             redis_server.resume()
         await asyncio.sleep(0.6)  # past reset_timeout: the next call is the half-open probe
         assert await tier.get("key") == entry(5)
         assert tier.healthy()
+        assert REGISTRY.get_sample_value("hndsr_cache_tier_up", {"tier": "redis"}) == 1
         await tier.close()
 
     asyncio.run(scenario())
