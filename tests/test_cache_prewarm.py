@@ -157,3 +157,15 @@ def test_prewarm_interrupted_by_ctrl_c_resumes(sample_scene: Path, tmp_path: Pat
     assert skipped >= len(finished) and done >= 1
     assert done + skipped == int(rerun.stdout.split()[0])  # every tile of the area
     assert not progress.exists()
+
+
+def test_prewarm_of_a_stac_item_fills_the_cache(sample_scene: Path, tmp_path: Path) -> None:
+    env = {"HNDSR_DATA_DIR": str(sample_scene), "HNDSR_CACHE_DIR": str(tmp_path / "cache")}
+    item = str(sample_scene / SCENE.replace(".tif", ".json"))
+    args = ["prewarm", item, "--zoom", "13", "--bbox", BBOX, "--assets", "visual", "--sr", "off"]
+    args += ["--progress-file", str(tmp_path / "progress")]
+    first = cli(*args, env=env)
+    total = int(first.stdout.split()[0])
+    assert first.returncode == 0 and f"done {total}, skipped 0, failed 0" in first.stdout
+    second = cli(*args, env=env)
+    assert f"done 0, skipped {total}, failed 0" in second.stdout
