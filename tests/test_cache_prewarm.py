@@ -169,3 +169,24 @@ def test_prewarm_of_a_stac_item_fills_the_cache(sample_scene: Path, tmp_path: Pa
     assert first.returncode == 0 and f"done {total}, skipped 0, failed 0" in first.stdout
     second = cli(*args, env=env)
     assert f"done 0, skipped {total}, failed 0" in second.stdout
+
+
+def test_worker_retries_a_failing_job_then_dead_letters_it(
+    sample_scene: Path, tmp_path: Path, redis_server
+) -> None:
+    fail = tmp_path / "fail"
+    fail.touch()  # every model call raises: an explicit mode answers 503
+    path = f"/cog/tiles/WebMercatorQuad/14/5710/9384.png?url={sample_scene / SCENE}&sr=fast"
+    asyncio.run(enqueue(redis_server.url, [path]))
+    env = {
+        "HNDSR_DATA_DIR": str(sample_scene),
+        "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
+        "HNDSR_TEST_FAIL": str(fail),
+    }
+    args = ["worker", "--queue", redis_server.url, "--app", TEST_APP, "--max-deliveries", "3"]
+    result = cli(*args, "--claim-idle-ms", "200", "--exit-when-drained", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "retried 2" in result.stdout and "dead-lettered 1" in result.stdout
+    ((_, fields),) = redis.Redis.from_url(redis_server.url).xrange("hndsr:prewarm:dead")
+    assert fields[b"path"].decode() == path
+    assert fields[b"deliveries"] == b"3" and fields[b"error"] == b"HTTP 503"
