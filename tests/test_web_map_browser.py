@@ -321,9 +321,11 @@ def test_swipe_handle_changes_layer_at_fixed_pixel(leaflet) -> None:
     # Between the old and the new divider (handle and lines excluded): bicubic -> SR.
     crossed = diff[:, int(width * 0.55) : int(width * 0.88)]
     changed = (crossed > 6).mean()
+    model = page.evaluate("fetch('/readyz').then((r) => r.json()).then((b) => b.model)")
     assert changed > 0.01, (
         "the pixels the divider crossed show the same image with the SR and bicubic "
-        f"layers ({changed:.2%} differ by more than 6 DN)"
+        f"layers ({changed:.2%} differ by more than 6 DN); /readyz model: {model} "
+        "(without a loaded model sr=auto is bicubic, and both sides are the same pixels)"
     )
     # The fixed pixel where SR and bicubic differ most: it now shows the SR layer's colour.
     y, x = np.unravel_index(np.argmax(crossed), crossed.shape)
