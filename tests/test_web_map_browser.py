@@ -471,3 +471,38 @@ def test_degraded_tiles_are_marked_until_the_sr_tile_replaces_them(
         assert "degraded" not in page.locator("#status").inner_text()
     finally:
         context.close()
+
+
+def test_mode_selector_switches_the_sr_side_to_the_chosen_model_mode(
+    browser, live_server, sample_scene: Path
+) -> None:
+    build_web_map()
+    base = live_server({"HNDSR_DATA_DIR": str(sample_scene)}, app=TEST_APP)
+    entry = httpx.get(f"{base}/catalog", timeout=30).json()[0]
+    zoom = native_zoom(entry) + 1
+    context = browser.new_context(viewport={"width": 640, "height": 480})
+    page = context.new_page()
+    watch = PageWatch().attach(page)
+    try:
+        page.goto(f"{base}/", wait_until="load")
+        page.wait_for_function("window.hndsr && hndsr.ready === true", timeout=60_000)
+        select = page.locator("#mode")
+        assert select.is_visible(), "the test model offers fast and diffusion: no selector"
+        assert select.locator("option").all_inner_texts() == ["auto (default)", "fast", "diffusion"]
+        wait_for_tiles(page, page.evaluate("hndsr.map.getZoom()"))
+        page.evaluate("(z) => hndsr.map.setZoom(z, { animate: false })", zoom)
+        wait_for_tiles(page, zoom)
+        select.select_option("diffusion")
+        page.wait_for_function(
+            f"(z) => {{ const t = ({DEGRADED_JS})(z); "
+            "return t.length > 0 && t.every((x) => x.mode === 'diffusion'); }",
+            arg=zoom,
+            timeout=TILE_WAIT_MS,
+        )
+        assert "diffusion" in page.locator(".swipe-label-left").inner_text()
+        diffusion = [t for t in watch.tiles if t.sr == "diffusion"]
+        assert diffusion and all(t.status == 200 and t.mode == "diffusion" for t in diffusion)
+        bicubic = [t for t in watch.tiles if t.sr == "bicubic" and t.z == zoom]
+        assert bicubic, "the bicubic side was not loaded"
+    finally:
+        context.close()
