@@ -388,3 +388,15 @@ def test_worker_deployment_requests_a_gpu() -> None:
     pdb = docs[("PodDisruptionBudget", "hndsr-worker")]
     labels = worker["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_read_only_containers_get_writable_cache_and_tmp() -> None:
+    """With a read-only root filesystem, the disk cache tier and /tmp must be volumes."""
+    docs = by_kind()
+    cache_dir = docs[("ConfigMap", "hndsr-config")]["data"]["HNDSR_CACHE_DIR"]
+    for name in ("hndsr-api", "hndsr-worker"):
+        container = pod_spec(docs[("Deployment", name)])["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        for path in (cache_dir, "/tmp"):
+            assert path in mounts and not mounts[path].get("readOnly"), (name, path)
