@@ -9,6 +9,7 @@ go to ``test-artifacts/`` (git-ignored); ``HNDSR_DOCS_SCREENSHOT=1`` also refres
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -285,9 +286,12 @@ def test_status_line_and_attribution(leaflet) -> None:
     assert f"zoom {zoom}" in status, status
     assert f"native {native_zoom(entry)}" in status, status
     assert "scale" in status and "SR from zoom" in status, status
-    scale = page.evaluate("hndsr.centreTile && hndsr.centreTile.scale")
-    assert scale, "the status line has no X-SR-Scale for the centre tile"
-    assert float(str(scale).split(",")[0]) > 1.1
+    # the centre tile's X-SR-Scale and X-SR-Mode, not the estimate (≈)
+    match = re.search(r"scale ×([\d.]+)(?:,[\d.]+)? \(([a-z-]+)\)", status)
+    assert match, f"the status line has no X-SR-Scale of the centre tile: {status}"
+    assert float(match[1]) > 1.1 and match[2] not in NOT_SR, status
+    start = tilejson_256(entry)["description"]
+    assert f"zooms {status.split('SR from zoom ')[1].split(' ')[0]}-" in start, (status, start)
     attribution = page.locator(".leaflet-control-attribution").inner_text()
     assert entry.get("attribution"), f"catalog entry without attribution: {entry}"
     assert str(entry["attribution"])[:20] in attribution, attribution

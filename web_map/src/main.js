@@ -14,8 +14,6 @@ const state = {
   catalog: [],
   entry: null,
   mode: "auto",
-  centreTile: null, // last X-SR-Scale / X-SR-Mode seen for the tile under the centre
-  tiles: { sr: {}, bicubic: {} }, // counts per X-SR-Mode
   loading: { sr: false, bicubic: false }, // a layer is fetching visible tiles
   errors: [],
 };
@@ -54,10 +52,13 @@ function srStartZoom(entry) {
   return Number.isFinite(entry.nativeZoom) ? entry.nativeZoom + 1 : null;
 }
 
-function centreTileKey() {
+// X-SR-Scale and X-SR-Mode of the SR tile under the map centre, once it has loaded.
+function centreTile() {
   const zoom = map.getZoom();
-  const point = map.project(map.getCenter(), zoom).divideBy(TILE_SIZE).floor();
-  return `${point.x}:${point.y}:${zoom}`;
+  const { x, y } = map.project(map.getCenter(), zoom).divideBy(TILE_SIZE).floor();
+  const selector = `img.sr-tile[data-layer="sr"][data-z="${zoom}"][data-x="${x}"][data-y="${y}"]`;
+  const tile = document.querySelector(selector);
+  return tile && tile.dataset.srScale ? tile.dataset : null;
 }
 
 function updateStatus() {
@@ -66,35 +67,16 @@ function updateStatus() {
   const zoom = map.getZoom();
   const parts = [`zoom ${zoom}`];
   if (Number.isFinite(entry.nativeZoom)) parts.push(`native ${entry.nativeZoom}`);
-  let scaleText = null;
-  const centre = state.centreTile;
-  if (centre && centre.key === centreTileKey() && centre.scale) {
-    scaleText = `scale ×${centre.scale} (${centre.mode})`;
-  } else {
-    const s = estimatedScale(entry, zoom);
-    if (s !== null) scaleText = `scale ≈×${s.toFixed(2)}`;
-  }
-  if (scaleText) parts.push(scaleText);
+  const centre = centreTile();
+  const estimate = estimatedScale(entry, zoom);
+  if (centre) parts.push(`scale ×${centre.srScale} (${centre.srMode})`);
+  else if (estimate !== null) parts.push(`scale ≈×${estimate.toFixed(2)}`);
   const start = srStartZoom(entry);
   if (start !== null) parts.push(`SR from zoom ${start}`);
   if (Number.isFinite(entry.srMaxZoom)) parts.push(`max ${entry.srMaxZoom}`);
   const degraded = document.querySelectorAll(".sr-tile.degraded").length;
   if (degraded) parts.push(`${degraded} degraded tile${degraded > 1 ? "s" : ""} (retrying)`);
   $("status").textContent = parts.join(" · ");
-  $("status").dataset.zoom = String(zoom);
-}
-
-function onTileInfo(label) {
-  return (info) => {
-    const counts = state.tiles[label];
-    const mode = info.mode || `http-${info.status}`;
-    counts[mode] = (counts[mode] || 0) + 1;
-    if (label === "sr") {
-      const key = `${info.coords.x}:${info.coords.y}:${info.coords.z}`;
-      if (key === centreTileKey()) state.centreTile = { key, scale: info.scale, mode: info.mode };
-    }
-    updateStatus();
-  };
 }
 
 function tileTemplate(entry, sr) {
@@ -103,8 +85,6 @@ function tileTemplate(entry, sr) {
 
 function showDataset(entry) {
   state.entry = entry;
-  state.centreTile = null;
-  state.tiles = { sr: {}, bicubic: {} };
   if (srLayer) map.removeLayer(srLayer);
   if (bicubicLayer) map.removeLayer(bicubicLayer);
   const [w, s, e, n] = entry.bounds;
@@ -116,7 +96,6 @@ function showDataset(entry) {
     footprint: entry.footprint,
     minZoom,
     maxZoom,
-    maxNativeZoom: maxZoom,
     tileSize: TILE_SIZE,
     attribution: entry.attribution || "",
     keepBuffer: 1,
@@ -126,14 +105,13 @@ function showDataset(entry) {
     ...common,
     pane: "sr-pane",
     label: "sr",
-    onTileInfo: onTileInfo("sr"),
+    onTileInfo: updateStatus,
   }).addTo(map);
   bicubicLayer = srTileLayer(tileTemplate(entry, "bicubic"), {
     ...common,
     attribution: "",
     pane: "bicubic-pane",
     label: "bicubic",
-    onTileInfo: onTileInfo("bicubic"),
   }).addTo(map);
   state.layers = { sr: srLayer, bicubic: bicubicLayer };
   for (const [label, layer] of Object.entries(state.layers)) {
@@ -167,7 +145,6 @@ function setMode(mode) {
   state.mode = mode;
   divider.setLabels(`SR (${mode})`, "bicubic");
   if (srLayer && state.entry) {
-    state.centreTile = null;
     srLayer.setTemplate(tileTemplate(state.entry, mode));
   }
 }
@@ -182,7 +159,9 @@ async function selectDataset(id) {
     const offered = modes.filter((m) => m === "fast" || m === "diffusion");
     const select = $("mode");
     select.innerHTML = "";
-    for (const m of ["auto", ...offered]) select.add(new Option(m === "auto" ? "auto (default)" : m, m));
+    for (const m of ["auto", ...offered]) {
+      select.add(new Option(m === "auto" ? "auto (default)" : m, m));
+    }
     select.value = offered.includes(state.mode) ? state.mode : "auto";
     $("mode-field").hidden = offered.length === 0;
     if (select.value !== state.mode) setMode(select.value);

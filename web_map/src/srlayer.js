@@ -24,7 +24,7 @@ export const SRTileLayer = L.GridLayer.extend({
   options: {
     label: "sr",
     footprint: null, // GeoJSON geometry of the data: tiles outside it are not fetched
-    onTileInfo: null, // called with {coords, mode, scale, model, cache, status, url}
+    onTileInfo: null, // called with {coords, url, status, mode, scale, model, cache}
   },
 
   initialize(template, options) {
