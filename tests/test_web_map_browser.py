@@ -249,10 +249,11 @@ def leaflet(browser, base_url: str, catalog: list[dict]):
 
 def test_page_loads_without_console_errors(leaflet) -> None:
     page, watch, entry, _ = leaflet
-    assert watch.errors == [], "\n".join(watch.errors)
     assert page.locator("#dataset option").count() >= 1
     assert page.locator("#dataset").input_value() == str(entry["id"])
+    assert page.evaluate("hndsr.map.getMaxZoom()") == sr_max_zoom(entry), "zoom not up to SR max"
     assert page.title().startswith("hndsr-tiles")
+    assert watch.errors == [], "\n".join(watch.errors)
 
 
 def test_sr_side_is_super_resolved_past_native_zoom(leaflet) -> None:
@@ -353,6 +354,10 @@ def test_phone_viewport(browser, base_url: str, catalog: list[dict]) -> None:
         page.wait_for_function("window.hndsr && hndsr.ready === true", timeout=60_000)
         zoom = page.evaluate("hndsr.map.getZoom()")
         wait_for_tiles(page, zoom)
+        # the map fits the dataset: its bounds are in view
+        view = [float(v) for v in page.evaluate("hndsr.map.getBounds().toBBoxString()").split(",")]
+        west, south, east, north = catalog[0]["bounds"]
+        assert view[0] <= west and view[1] <= south and view[2] >= east and view[3] >= north
         layout = page.evaluate(
             """() => ({
               scrollWidth: document.documentElement.scrollWidth,
