@@ -31,6 +31,8 @@ from sr_engine.metrics import SR_BATCH_SIZE, SR_INFERENCES, SR_QUEUE_DEPTH, SR_T
 
 log = logging.getLogger(__name__)
 
+SCALE_DECIMALS = 9
+"""Scales are rounded to this many decimals in the batch key (shifts a 512-px tile < 1e-6 px)."""
 EWMA_WEIGHT = 0.2
 """Weight of the newest batch in the running estimate of batch duration."""
 
@@ -153,7 +155,9 @@ class SRRuntime:
         lr = np.asarray(lr, dtype=np.float32)
         if lr.ndim != 3:
             raise ValueError(f"lr must be (C, h, w), got shape {lr.shape}")
-        sxy = normalize_scale(scale)
+        sx, sy = normalize_scale(scale)
+        # one zoom's tiles get scales a few ULPs apart (float tile bounds): one key for them
+        sxy = (round(sx, SCALE_DECIMALS), round(sy, SCALE_DECIMALS))
         out = (int(out_shape[0]), int(out_shape[1]))
         window = padded_shape(lr.shape[-2:], sxy, out, self.upscaler.halo)
         key = BatchKey(

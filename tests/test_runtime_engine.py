@@ -218,3 +218,17 @@ def test_an_unknown_mode_is_refused_at_submission() -> None:
     with pytest.raises(ValueError, match="mode"):
         runtime.submit(window(0), SCALE, OUT, mode="bicubic")
     runtime.drain()
+
+
+def test_scales_a_few_ulps_apart_share_a_batch(gate: threading.Event) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0)
+    hold_worker(runtime, upscaler)
+    nearly = (2.7 + 4e-15, 2.7 - 4e-15)
+    futures = [runtime.submit(window(1), SCALE, OUT), runtime.submit(window(2), nearly, OUT)]
+    wait_until(lambda: runtime.pending == 2, what="2 queued jobs")
+    gate.set()
+    for future in futures:
+        future.result(timeout=30)
+    assert upscaler.batch_sizes == [1, 2]
+    runtime.drain()

@@ -70,6 +70,7 @@ class Knobs:
         return {
             "HNDSR_TEST_GATE": str(self.gate),
             "HNDSR_TEST_FAIL": str(self.fail),
+            "HNDSR_TEST_FAIL_ONCE": str(self.fail_once),
         }
 
     def close_gate(self) -> None:

@@ -46,15 +46,13 @@ class InProgressMiddleware:
 def create_app() -> FastAPI:
     """The app of ``tileserver.app`` with a ``TestUpscaler`` configured from the environment."""
     env = os.environ
-    fault = None
-    if "HNDSR_TEST_FAIL" in env:
-        fault = FileFault(Path(env["HNDSR_TEST_FAIL"]))
-    elif "HNDSR_TEST_FAIL_ONCE" in env:
-        fault = FileFault(Path(env["HNDSR_TEST_FAIL_ONCE"]), once=True)
+    faults = [FileFault(Path(env["HNDSR_TEST_FAIL"]))] if "HNDSR_TEST_FAIL" in env else []
+    if "HNDSR_TEST_FAIL_ONCE" in env:
+        faults.append(FileFault(Path(env["HNDSR_TEST_FAIL_ONCE"]), once=True))
     upscaler = TestUpscaler(
         gate=FileGate(Path(env["HNDSR_TEST_GATE"])) if "HNDSR_TEST_GATE" in env else None,
         delay_s=float(env.get("HNDSR_TEST_DELAY_S", "0")),
-        fail_when=fault,
+        fail_when=(lambda lr: any(fault(lr) for fault in faults)) if faults else None,
     )
     app = create_real_app(upscaler=upscaler)
     app.add_middleware(InProgressMiddleware)

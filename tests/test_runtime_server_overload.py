@@ -1,0 +1,174 @@
+"""Through the real server: overload degrades or refuses at once, faults stay in their batch."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import diskcache
+import httpx
+import pytest
+
+from tests.apps.http import TEST_APP, Knobs, centre_tiles, metric, tile_path
+from tests.apps.polling import wait_until
+from tests.plugins.server import ServerPool
+
+INFERENCES = "hndsr_sr_inferences_total"
+FAST_TILES = "hndsr_sr_tiles_total"
+
+
+@pytest.fixture
+def start(
+    live_server: Callable[..., str], sample_scene: Path, tmp_path: Path
+) -> Callable[..., tuple[str, Knobs]]:
+    def start_server(**env: str) -> tuple[str, Knobs]:
+        knobs = Knobs(tmp_path)
+        full_env = {
+            "HNDSR_DATA_DIR": str(sample_scene),
+            "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
+            **knobs.env(),
+            **env,
+        }
+        return live_server(full_env, app=TEST_APP), knobs
+
+    return start_server
+
+
+async def burst_while_held(
+    base: str, knobs: Knobs, held: str, paths: list[str], answered_while_held: int
+) -> list[httpx.Response]:
+    """Hold the model on one request, send a burst, check how many answer before release."""
+    limits = httpx.Limits(max_connections=len(paths) + 2)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        before = metric(base, INFERENCES, mode="fast")
+        first = asyncio.create_task(client.get(held))
+        while metric(base, INFERENCES, mode="fast") == before:
+            await asyncio.sleep(0.05)
+        tasks = [asyncio.create_task(client.get(p)) for p in paths]
+        while sum(t.done() for t in tasks) < answered_while_held:
+            await asyncio.sleep(0.05)
+        knobs.open_gate()
+        responses = await asyncio.gather(first, *tasks)
+        return list(responses[1:])
+
+
+def test_a_burst_on_a_full_queue_gets_degraded_tiles_then_the_real_ones(
+    start: Callable[..., tuple[str, Knobs]], sample_scene: Path, tmp_path: Path
+) -> None:
+    base, knobs = start(HNDSR_SR_QUEUE_LIMIT="2", HNDSR_SR_MAX_BATCH="1")
+    held, *burst = centre_tiles(14, 7)
+    paths = [tile_path(sample_scene, *t, sr="auto") for t in burst]
+    knobs.close_gate()
+    responses = asyncio.run(
+        burst_while_held(base, knobs, tile_path(sample_scene, *held, sr="auto"), paths, 4)
+    )
+    assert [r.status_code for r in responses] == [200] * 6
+    modes = [r.headers["x-sr-mode"] for r in responses]
+    assert sorted(modes) == ["degraded-bicubic"] * 4 + ["fast"] * 2
+    degraded = [
+        p for p, r in zip(paths, responses, strict=True) if r.headers["x-sr-mode"] != "fast"
+    ]
+    for response in responses:
+        if response.headers["x-sr-mode"] == "degraded-bicubic":
+            assert response.headers["x-sr-model"] == "bicubic-1"
+            assert response.headers["cache-control"] == "public, max-age=10"
+    assert metric(base, "hndsr_sr_degraded_total") == 4
+    # the 4 degraded tiles are recomputed in the background and stored with the other 3
+    disk = diskcache.Cache(str(tmp_path / "cache"))
+    wait_until(lambda: len(disk) == 7, what="7 stored tiles")
+    computed = metric(base, FAST_TILES, mode="fast")
+    for path in degraded:
+        later = httpx.get(base + path, timeout=60)
+        assert later.headers["x-sr-mode"] == "fast"
+        assert later.headers["x-cache"].startswith("HIT")
+    assert metric(base, FAST_TILES, mode="fast") == computed
+
+
+def test_a_burst_in_an_explicit_mode_gets_503_with_retry_after(
+    start: Callable[..., tuple[str, Knobs]], sample_scene: Path
+) -> None:
+    base, knobs = start(HNDSR_SR_QUEUE_LIMIT="2", HNDSR_SR_MAX_BATCH="1")
+    held, *burst = centre_tiles(14, 7)
+    paths = [tile_path(sample_scene, *t, sr="fast") for t in burst]
+    knobs.close_gate()
+    responses = asyncio.run(
+        burst_while_held(base, knobs, tile_path(sample_scene, *held, sr="fast"), paths, 4)
+    )
+    assert sorted(r.status_code for r in responses) == [200] * 2 + [503] * 4
+    for response in responses:
+        if response.status_code == 503:
+            assert int(response.headers["retry-after"]) >= 1
+            assert "queue is full" in response.json()["detail"]
+    again = [httpx.get(base + p, timeout=60) for p in paths]
+    assert [r.headers["x-sr-mode"] for r in again] == ["fast"] * 6
+
+
+def test_a_failing_batch_fails_only_its_own_requests(
+    start: Callable[..., tuple[str, Knobs]], sample_scene: Path
+) -> None:
+    base, knobs = start(HNDSR_SR_MAX_BATCH="16")
+    held, *tiles = centre_tiles(14, 9)
+    paths = [tile_path(sample_scene, *t, sr=mode) for mode in ("fast", "diffusion") for t in tiles]
+    knobs.close_gate()
+
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+            before = metric(base, INFERENCES, mode="fast")
+            first = asyncio.create_task(client.get(tile_path(sample_scene, *held, sr="fast")))
+            while metric(base, INFERENCES, mode="fast") == before:
+                await asyncio.sleep(0.05)
+            tasks = [asyncio.create_task(client.get(p)) for p in paths]
+            while metric(base, "hndsr_sr_queue_depth") < 16:
+                await asyncio.sleep(0.05)
+            knobs.fail_once.touch()  # the next batch (8 fast or 8 diffusion tiles) raises
+            knobs.open_gate()
+            return list(await asyncio.gather(first, *tasks))
+
+    held_response, *responses = asyncio.run(run())
+    assert held_response.status_code == 200
+    failed = [p for p, r in zip(paths, responses, strict=True) if r.status_code != 200]
+    assert len(failed) == 8
+    assert len({p.rsplit("sr=", 1)[1] for p in failed}) == 1  # one batch: one mode
+    for path, response in zip(paths, responses, strict=True):
+        if path in failed:
+            assert response.status_code == 503 and "model failed" in response.json()["detail"]
+    assert [httpx.get(base + p, timeout=60).status_code for p in failed] == [200] * 8
+
+
+def test_sigterm_finishes_the_batches_in_flight(sample_scene: Path, tmp_path: Path) -> None:
+    knobs = Knobs(tmp_path)
+    pool = ServerPool(tmp_path)
+    env = {"HNDSR_DATA_DIR": str(sample_scene), "HNDSR_SR_MAX_BATCH": "1", **knobs.env()}
+    base = pool.start(env, app=TEST_APP)
+    server: subprocess.Popen = pool.processes[-1]
+    paths = [tile_path(sample_scene, *t, sr="fast") for t in centre_tiles(14, 3)]
+    knobs.close_gate()
+    try:
+
+        async def run() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+                tasks = [asyncio.create_task(client.get(p)) for p in paths]
+                while metric(base, "hndsr_sr_queue_depth") < 2:  # 1 in the model, 2 queued
+                    await asyncio.sleep(0.05)
+                server.send_signal(signal.SIGTERM)
+                while True:  # the server stops accepting connections
+                    try:
+                        httpx.get(base + "/healthz", timeout=1)
+                    except httpx.TransportError:
+                        break
+                    await asyncio.sleep(0.05)
+                knobs.open_gate()
+                return list(await asyncio.gather(*tasks))
+
+        responses = asyncio.run(run())
+        assert [r.status_code for r in responses] == [200] * 3
+        assert {r.headers["x-sr-mode"] for r in responses} == {"fast"}
+        # uvicorn re-raises SIGTERM once its graceful shutdown is done
+        assert server.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        knobs.open_gate()
+        pool.close()
