@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
 from sr_engine.batcher import BatchKey, Job, JobQueue, pad_window, padded_shape, window_size
 from sr_engine.bicubic import BicubicUpscaler
-
-
-def reader_window(x0: float, length: float, halo: int) -> tuple[int, int]:
-    """The reader's window along one axis: floor/ceil of the footprint plus the halo."""
-    start = math.floor(x0) - halo
-    stop = math.ceil(x0 + length) + halo
-    return start, stop - start
+from tileserver.tile_geometry import Frame, Grid, plan_sampling
 
 
 @pytest.mark.parametrize("scale", [1.15, 2.0, 2.7, 3.3, 4.0, 7.9])
 @pytest.mark.parametrize("tile", [256, 512])
-def test_fixed_window_holds_every_tile_window_of_a_zoom(scale: float, tile: int) -> None:
+def test_fixed_window_holds_every_window_the_reader_plans(scale: float, tile: int) -> None:
     rng = np.random.default_rng(0)
-    height, width = window_size((scale, scale), (tile, tile), halo=2)
-    sizes = set()
-    for x0 in rng.uniform(0, 1000, 500):
-        _, size = reader_window(x0, tile / scale, halo=2)
-        sizes.add(size)
-        assert size <= width and size <= height
-    assert max(sizes) == width  # the bound is tight: no wasted padding
+    grid = Grid(x0=-20037508.34, y0=20037508.34, res_x=30.0, res_y=30.0)
+    fixed = window_size((scale, scale), (tile, tile), halo=2)
+    shapes = set()
+    for left, top in rng.uniform(-1e6, 1e6, (300, 2)):
+        frame = Frame(left, top, 30.0 / scale, 30.0 / scale, tile, tile)
+        shapes.add(plan_sampling(grid, frame, halo=2).window_shape)
+    assert all(h <= fixed[0] and w <= fixed[1] for h, w in shapes)
+    assert max(w for _, w in shapes) >= fixed[1] - 1  # at most one pixel of padding
 
 
 def test_windows_of_one_zoom_share_one_padded_shape() -> None:
