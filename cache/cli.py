@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import morecantile
+import prometheus_client
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -35,6 +36,7 @@ from cache.prewarm import (
 )
 from cache.purge import PurgeFilter, purge_disk, purge_redis
 from cache.queue import DEFAULT_STREAM, Worker, enqueue, worker_client
+from sr_engine.gpu_metrics import register_gpu_metrics
 
 console = Console(soft_wrap=True)
 
@@ -185,8 +187,14 @@ def register(cli: typer.Typer, app_factory: str) -> None:
         exit_when_drained: bool = typer.Option(False, help="Stop when nothing is left."),
         name: str | None = typer.Option(None, help="Consumer name (default: host-random)."),
         app: str = typer.Option(app_factory, help="App factory that computes the tiles."),
+        metrics_port: int | None = typer.Option(
+            None, help="Serve Prometheus metrics on this port (e.g. 9100)."
+        ),
     ) -> None:
         """Process pre-warm jobs from the Redis Stream through the in-process app."""
+        if metrics_port is not None:
+            prometheus_client.start_http_server(metrics_port)
+            register_gpu_metrics()
 
         async def main() -> None:
             async with AsyncExitStack() as stack:

@@ -21,6 +21,7 @@ from prometheus_client import (
 from rio_tiler.constants import WEB_MERCATOR_TMS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sr_engine.gpu_metrics import register_gpu_metrics
 from tileserver.metrics import REQUEST_DURATION
 from tileserver.reader import SRConfig, SRReader
 
@@ -94,6 +95,7 @@ def metrics() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+    register_gpu_metrics(registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
