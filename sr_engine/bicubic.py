@@ -47,7 +47,11 @@ class BicubicUpscaler:
     halo = 2
 
     def upscale(
-        self, lr: np.ndarray, scale: float | tuple[float, float], mode: str = "bicubic", seed: int = 0
+        self,
+        lr: np.ndarray,
+        scale: float | tuple[float, float],
+        mode: str = "bicubic",
+        seed: int = 0,
     ) -> np.ndarray:
         """Upscale one (C, h, w) image; see ``sr_engine.interface``."""
         sx, sy = normalize_scale(scale)
