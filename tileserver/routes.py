@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from rasterio.warp import transform_geom
 from rio_tiler.constants import WEB_MERCATOR_TMS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +36,7 @@ def _catalog_entry(request: Request, path: Path, config: SRConfig) -> dict[str, 
         bounds = src.get_geographic_bounds(WEB_MERCATOR_TMS.rasterio_geographic_crs)
         native_zoom, maxzoom, minzoom = src.native_maxzoom, src.maxzoom, src.minzoom
         title = src.dataset.tags().get("TITLE") or path.stem
+        geometry = _footprint(src.dataset)
     base = str(request.base_url).rstrip("/")
     query = urlencode({"url": str(path)})
     entry: dict[str, Any] = {
@@ -46,11 +49,30 @@ def _catalog_entry(request: Request, path: Path, config: SRConfig) -> dict[str, 
         "maxzoom": maxzoom,
         "tilejson": f"{base}/cog/WebMercatorQuad/tilejson.json?{query}",
         "wmts": f"{base}/cog/WMTSCapabilities.xml?{query}",
+        "geometry": geometry,
     }
     item = path.with_suffix(".json")
     if item.is_file():
+        stac = json.loads(item.read_text())
+        properties = stac.get("properties") or {}
         entry["stac_item"] = str(item)
+        entry["title"] = properties.get("title") or title
+        entry["attribution"] = properties.get("attribution")
     return entry
+
+
+def _footprint(dataset: rasterio.io.DatasetReader, points_per_edge: int = 21) -> dict[str, Any]:
+    """The dataset's outline in lon/lat (edges densified, so a rotated grid stays exact)."""
+    left, bottom, right, top = dataset.bounds
+    steps = [i / (points_per_edge - 1) for i in range(points_per_edge)]
+    ring = (
+        [(left + (right - left) * t, top) for t in steps]
+        + [(right, top - (top - bottom) * t) for t in steps[1:]]
+        + [(right - (right - left) * t, bottom) for t in steps[1:]]
+        + [(left, bottom + (top - bottom) * t) for t in steps[1:]]
+    )
+    polygon = {"type": "Polygon", "coordinates": [ring]}
+    return transform_geom(dataset.crs, "EPSG:4326", polygon)
 
 
 @router.get("/catalog", tags=["service"])
