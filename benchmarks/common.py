@@ -1,0 +1,174 @@
+"""Shared benchmark pieces: a real uvicorn server in a subprocess, tile URLs, load, statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO / "data"
+DATASET = DATA_DIR / "landsat8" / "LC08_L1TP_224078_20200518_rgb8.tif"
+CENTRE = (-54.535, -25.34)
+"""lon, lat of the sample scene's centre (away from its nodata collar)."""
+BENCH_APP = "benchmarks.server_app:create_app"
+
+
+def ensure_sample_scene() -> Path:
+    """The sample COG, built into ``data/`` if it is missing."""
+    if not DATASET.exists():
+        from cogs.cli import DEFAULT_CACHE_DIR
+        from cogs.sample_scene import build_sample_scene
+
+        build_sample_scene(DATA_DIR, DEFAULT_CACHE_DIR)
+    return DATASET
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(env: dict[str, str] | None = None, app: str = BENCH_APP) -> Iterator[str]:
+    """Run ``uvicorn --factory app`` with ``env`` and a fresh cache; yield its base URL."""
+    ensure_sample_scene()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="hndsr-bench-") as cache_dir:
+        full_env = {
+            **os.environ,
+            "HNDSR_DATA_DIR": str(DATA_DIR),
+            "HNDSR_CACHE_DIR": cache_dir,
+            **(env or {}),
+        }
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1"]
+        cmd += ["--port", str(port), "--log-level", "warning"]
+        proc = subprocess.Popen(cmd, env=full_env, cwd=REPO)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {proc.returncode}")
+                try:
+                    if httpx.get(base + "/readyz", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not become ready")
+                time.sleep(0.2)
+            yield base
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def tile_path(z: int, x: int, y: int, **params: str) -> str:
+    """Tile URL path of the sample scene (PNG, 256 px)."""
+    query = "&".join(f"{k}={v}" for k, v in {"url": str(DATASET), **params}.items())
+    return f"/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{query}"
+
+
+def centre_tiles(z: int, count: int) -> list[tuple[int, int, int]]:
+    """``count`` distinct tiles of zoom ``z`` in a square around the scene's centre."""
+    import morecantile
+
+    centre = morecantile.tms.get("WebMercatorQuad").tile(*CENTRE, z)
+    side = int(np.ceil(np.sqrt(count)))
+    tiles = [
+        (z, centre.x - side // 2 + i, centre.y - side // 2 + j)
+        for j in range(side)
+        for i in range(side)
+    ]
+    return tiles[:count]
+
+
+def viewport_tiles(z: int, width: int = 1920, height: int = 1080) -> list[tuple[int, int, int]]:
+    """Tiles of a ``width`` x ``height`` map view centred on the scene at zoom ``z``."""
+    import morecantile
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    x, y = tms.xy(*CENTRE)
+    res = tms.matrix(z).cellSize
+    left, right = x - width / 2 * res, x + width / 2 * res
+    top, bottom = y + height / 2 * res, y - height / 2 * res
+    first = tms.tile(*tms.lnglat(left, top), z)
+    last = tms.tile(*tms.lnglat(right - 1e-6, bottom + 1e-6), z)
+    return [(z, tx, ty) for ty in range(first.y, last.y + 1) for tx in range(first.x, last.x + 1)]
+
+
+@dataclass
+class Result:
+    """One HTTP response of a load run."""
+
+    status: int
+    seconds: float
+    headers: httpx.Headers
+    body: bytes
+
+
+async def _fetch(client: httpx.AsyncClient, path: str) -> Result:
+    start = time.perf_counter()
+    response = await client.get(path)
+    return Result(
+        response.status_code, time.perf_counter() - start, response.headers, response.content
+    )
+
+
+def fetch_all(base: str, paths: Sequence[str], concurrency: int) -> tuple[list[Result], float]:
+    """GET every path with at most ``concurrency`` in flight; returns results and wall seconds."""
+
+    async def run() -> tuple[list[Result], float]:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=base, timeout=300, limits=limits) as client:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(path: str) -> Result:
+                async with gate:
+                    return await _fetch(client, path)
+
+            start = time.perf_counter()
+            results = await asyncio.gather(*(one(p) for p in paths))
+            return list(results), time.perf_counter() - start
+
+    return asyncio.run(run())
+
+
+def metric(base: str, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` on ``/metrics`` whose labels include ``labels``."""
+    text = httpx.get(base + "/metrics", timeout=30).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def check_ok(results: Sequence[Result]) -> None:
+    """Fail the benchmark loudly if any request did not answer 200."""
+    bad = [r.status for r in results if r.status != 200]
+    if bad:
+        raise RuntimeError(f"{len(bad)} requests failed: statuses {sorted(set(bad))}")
