@@ -128,3 +128,12 @@ def test_a_background_recompute_waits_instead_of_degrading() -> None:
     finally:
         BACKGROUND_RECOMPUTE.reset(token)
     backend.drain()
+
+
+def test_a_backend_never_started_starts_its_runtime_on_first_use() -> None:
+    settings = Settings()  # type: ignore[call-arg]
+    backend = SRBackend(settings, model=TestUpscaler())
+    assert tile(backend, window(1), "fast")[1] == "fast"
+    backend.drain()
+    with pytest.raises(Overloaded, match="not running"):
+        tile(backend, window(2), "fast")  # drained: stopped for good

@@ -164,6 +164,7 @@ class SRBackend:
         key = (job_key(lr, scale, out_shape, origin, pixel_offset, run_mode, version), background)
 
         def compute() -> np.ndarray:
+            runtime.start()  # no-op once started; covers apps run without their lifespan
             future = runtime.submit(
                 lr, scale, out_shape, origin, pixel_offset, run_mode, background=background
             )
