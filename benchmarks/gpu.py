@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+from prometheus_client import REGISTRY
 
 from sr_engine import ModelUnavailableError, Upscaler, load_model
 from sr_engine.batcher import window_size
@@ -85,14 +86,7 @@ def runtime_tiles_per_second(
     )
     runtime.warm_up(out_shape=TILE, scale=SCALE[0], modes=("fast",))
     lr = windows(model, 64, seed=1)
-    batches: list[int] = []
-    original = model.upscale_batch
-
-    def counting(lr_batch: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
-        batches.append(len(lr_batch))
-        return original(lr_batch, *args, **kwargs)  # type: ignore[arg-type]
-
-    model.upscale_batch = counting  # type: ignore[method-assign]
+    count, total = batch_size_samples()
 
     def client(index: int) -> None:
         for job in range(index, jobs, clients):
@@ -105,9 +99,15 @@ def runtime_tiles_per_second(
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
-    model.upscale_batch = original  # type: ignore[method-assign]
     runtime.drain()
-    return jobs / elapsed, float(np.mean(batches))
+    new_count, new_total = batch_size_samples()
+    return jobs / elapsed, (new_total - total) / (new_count - count)
+
+
+def batch_size_samples() -> tuple[float, float]:
+    """(count, sum) of ``hndsr_sr_batch_size`` in this process."""
+    count = REGISTRY.get_sample_value("hndsr_sr_batch_size_count") or 0.0
+    return count, REGISTRY.get_sample_value("hndsr_sr_batch_size_sum") or 0.0
 
 
 def main() -> None:
