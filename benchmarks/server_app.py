@@ -4,14 +4,9 @@ The shipped checkpoint when ``sr_engine.load_model()`` has one; otherwise the sa
 architecture with untrained weights (the same computation per tile, so the same timings;
 the pixels are meaningless). ``X-SR-Model`` names the one that served
 (``hndsr-untrained-bench`` for the latter).
-
-``HNDSR_BENCH_NO_LATENCY_BUDGET=1`` turns the runtime's latency budget off (throughput runs
-measure the model, not the overload policy; the queue limit still applies).
 """
 
 from __future__ import annotations
-
-import os
 
 from fastapi import FastAPI
 
@@ -37,8 +32,4 @@ def benchmark_model() -> Upscaler:
 
 def create_app() -> FastAPI:
     """``uvicorn --factory benchmarks.server_app:create_app``."""
-    app = create_real_app(upscaler=benchmark_model())
-    runtime = app.state.sr_config.backend.runtime
-    if os.environ.get("HNDSR_BENCH_NO_LATENCY_BUDGET") == "1" and runtime is not None:
-        runtime.latency_budget_s = None
-    return app
+    return create_real_app(upscaler=benchmark_model())

@@ -41,11 +41,11 @@ def gate() -> Iterator[threading.Event]:
 
 
 def make_backend(
-    upscaler: TestUpscaler, gate: threading.Event | None = None, **options: object
+    upscaler: TestUpscaler, gate: threading.Event | None = None, **options: float
 ) -> SRBackend:
     """A started (warmed) backend; ``gate`` then holds every model call."""
-    settings = Settings(sr_max_batch=8, sr_max_wait_ms=1.0, sr_queue_limit=4)  # type: ignore[call-arg]
-    backend = SRBackend(settings, model=upscaler, **options)  # type: ignore[arg-type]
+    settings = Settings(sr_max_batch=8, sr_max_wait_ms=1.0, sr_queue_limit=4, **options)  # type: ignore[call-arg]
+    backend = SRBackend(settings, model=upscaler)
     backend.start()
     upscaler.gate = gate
     return backend
@@ -119,8 +119,8 @@ def test_a_failed_batch_degrades_auto_and_is_an_error_for_explicit_modes() -> No
 
 
 def test_a_background_recompute_waits_instead_of_degrading() -> None:
-    backend = make_backend(TestUpscaler(), latency_budget_s=0.0)
-    # the warm-up measured the batch time: any wait is now over the budget
+    backend = make_backend(TestUpscaler(), sr_latency_budget_ms=1e-6)
+    # the warm-up measured the batch time: any wait is now over a 1 ns budget
     assert tile(backend, window(2), "auto")[1] == "degraded-bicubic"
     token = BACKGROUND_RECOMPUTE.set(True)
     try:

@@ -42,7 +42,7 @@ async def _model_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": f"SR mode unavailable: {exc}"},
         status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_S)},
+        headers={"Retry-After": str(round(getattr(exc, "retry_after", RETRY_AFTER_S)))},
     )
 
 

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     sr_max_batch: int = Field(8, ge=1, description="Most SR jobs in one model call.")
     sr_max_wait_ms: float = Field(5.0, ge=0, description="Longest wait for a batch to fill.")
     sr_queue_limit: int = Field(64, ge=1, description="Most SR jobs waiting before degrading.")
+    sr_latency_budget_ms: float = Field(
+        2000.0,
+        ge=0,
+        description="Longest expected SR wait before auto degrades and explicit modes get 503; "
+        "0: no budget (only the queue limit applies).",
+    )
 
     @field_validator("allowed_sources", mode="before")
     @classmethod

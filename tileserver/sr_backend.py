@@ -37,8 +37,6 @@ from tileserver.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LATENCY_BUDGET_S = 2.0
-"""Longest expected SR wait before ``auto`` degrades and explicit modes get a 503."""
 BACKGROUND_LIMIT = 16
 """Most queued background recomputations; each holds a threadpool thread (40 by default),
 so this leaves most of the pool to foreground requests. A recompute refused here is simply
@@ -88,8 +86,6 @@ class SRBackend:
         self,
         settings: Settings,
         model: Upscaler | None = None,
-        *,
-        latency_budget_s: float | None = LATENCY_BUDGET_S,
     ) -> None:
         self.bicubic = BicubicUpscaler()
         self.device = device_config(settings.device)
@@ -107,7 +103,7 @@ class SRBackend:
                 max_batch=settings.sr_max_batch,
                 max_wait_ms=settings.sr_max_wait_ms,
                 queue_limit=settings.sr_queue_limit,
-                latency_budget_s=latency_budget_s,
+                latency_budget_s=settings.sr_latency_budget_ms / 1000 or None,
                 background_limit=BACKGROUND_LIMIT,
                 device=self.device,
             )

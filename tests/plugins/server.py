@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_APP = "tileserver.app:create_app"
 START_TIMEOUT_S = 60.0
 
+BOUND_MESSAGE = b"Uvicorn running on"
+
 
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
@@ -53,7 +55,7 @@ class ServerPool:
         }
         log = (run_dir / "server.log").open("wb")
         command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--log-level", "warning"]
+        command += ["--port", str(port), "--log-level", "info", "--no-access-log"]
         process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
         )
@@ -64,11 +66,14 @@ class ServerPool:
             if process.poll() is not None:
                 text = (run_dir / "server.log").read_text(errors="replace")
                 raise RuntimeError(f"server exited with {process.returncode}:\n{text[-4000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                pass
+            # our own uvicorn logs that it bound the port: a healthy answer from another
+            # process that grabbed the port first must not pass for ours
+            if BOUND_MESSAGE in (run_dir / "server.log").read_bytes():
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                        return url
+                except httpx.TransportError:
+                    pass
             time.sleep(0.1)
         raise RuntimeError(f"server on {url} not healthy after {START_TIMEOUT_S} s")
 
