@@ -17,6 +17,8 @@ from rasterio.warp import calculate_default_transform
 from rio_tiler.io import Reader
 from titiler.core.factory import TilerFactory
 
+from tests.plugins.server import ServerPool
+
 SCENE = "landsat8/LC08_L1TP_224078_20200518_rgb8.tif"
 WEB_MERCATOR = tms.get("WebMercatorQuad")
 
@@ -65,17 +67,55 @@ def test_tilejson_maxzoom_is_deepest_zoom_with_scale_at_most_8(server_url, cog, 
     assert "super-resolved" in body["description"]
 
 
+@pytest.fixture(scope="module")
+def model_version(server_url) -> str:
+    """Version of the model the default server loaded (the shipped checkpoint)."""
+    model = httpx.get(f"{server_url}/readyz").json()["model"]
+    assert model["loaded"], model
+    return model["version"]
+
+
+@pytest.fixture(scope="module")
+def server_without_model(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A server whose checkpoint is missing: it must still serve, with bicubic."""
+    pool = ServerPool(tmp_path_factory.mktemp("no-model"))
+    missing = tmp_path_factory.mktemp("model") / "missing.safetensors"
+    yield pool.start({"HNDSR_DATA_DIR": str(sample_scene), "HNDSR_MODEL_PATH": str(missing)})
+    pool.close()
+
+
 def test_sr_tile_two_zooms_past_native_is_a_bicubic_png_with_its_scale(server_url, cog):
     with Reader(cog) as src:
         z = src.maxzoom + 2
     tile = centre_tile(cog, z)
-    response = get_tile(server_url, cog, z, tile.x, tile.y)
+    response = get_tile(server_url, cog, z, tile.x, tile.y, sr="bicubic")
     assert response.status_code == 200
     assert png(response).shape[:2] == (256, 256)
     assert response.headers["X-SR-Mode"] == "bicubic"
     assert response.headers["X-SR-Model"] == "bicubic-1"
     expected = scale_at(native_res_mercator(cog), z, 256)
     assert float(response.headers["X-SR-Scale"]) == pytest.approx(expected, rel=0.01)
+
+
+def test_auto_uses_the_shipped_models_default_mode(server_url, cog, model_version):
+    with Reader(cog) as src:
+        z = src.maxzoom + 2
+    tile = centre_tile(cog, z)
+    response = get_tile(server_url, cog, z, tile.x, tile.y)
+    assert response.status_code == 200
+    assert png(response).shape[:2] == (256, 256)
+    assert response.headers["X-SR-Mode"] == "fast"
+    assert response.headers["X-SR-Model"] == model_version
+
+
+def test_auto_without_a_model_is_bicubic(server_without_model, cog):
+    with Reader(cog) as src:
+        z = src.maxzoom + 2
+    tile = centre_tile(cog, z)
+    response = get_tile(server_without_model, cog, z, tile.x, tile.y)
+    assert response.status_code == 200
+    assert response.headers["X-SR-Mode"] == "bicubic"
+    assert response.headers["X-SR-Model"] == "bicubic-1"
 
 
 def test_tile_at_scale_up_to_min_scale_equals_titilers_own(server_url, cog):
@@ -105,7 +145,7 @@ def test_tile_deeper_than_maxzoom_is_served_and_says_what_was_done(server_url, c
     response = get_tile(server_url, cog, z, tile.x, tile.y)
     assert response.status_code == 200
     assert png(response).shape[:2] == (256, 256)
-    assert response.headers["X-SR-Mode"] == "bicubic"
+    assert response.headers["X-SR-Mode"] == "fast"  # at the maximum scale, then bicubic
     expected = scale_at(native_res_mercator(cog), z, 256)
     assert expected > 8
     assert float(response.headers["X-SR-Scale"]) == pytest.approx(expected, rel=0.01)
@@ -128,11 +168,11 @@ def test_bad_tile_requests_are_4xx(server_url, cog, path):
     assert 400 <= response.status_code < 500, response.text
 
 
-def test_model_mode_without_a_model_is_503_with_retry_after(server_url, cog):
+def test_model_mode_without_a_model_is_503_with_retry_after(server_without_model, cog):
     with Reader(cog) as src:
         z = src.maxzoom + 2
     tile = centre_tile(cog, z)
-    response = get_tile(server_url, cog, z, tile.x, tile.y, sr="fast")
+    response = get_tile(server_without_model, cog, z, tile.x, tile.y, sr="fast")
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
 
@@ -171,10 +211,16 @@ def test_catalog_lists_the_sample_scene_with_its_zooms(server_url, cog):
     assert httpx.get(entry["tilejson"]).json()["maxzoom"] == entry["maxzoom"]
 
 
-def test_readyz_names_the_missing_model_as_degraded(server_url):
-    response = httpx.get(f"{server_url}/readyz")
+def test_readyz_names_the_missing_model_as_degraded(server_without_model):
+    response = httpx.get(f"{server_without_model}/readyz")
     assert response.status_code == 200
     assert "model" in response.json()["degraded"]
+
+
+def test_readyz_is_ready_with_the_shipped_model(server_url, model_version):
+    body = httpx.get(f"{server_url}/readyz").json()
+    assert body["degraded"] == []
+    assert body["model"]["version"] == model_version
 
 
 def test_metrics_exposes_request_durations(server_url):
