@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import numpy as np
@@ -238,7 +239,7 @@ class SRRuntime:
                 self._busy_since = time.monotonic()
                 SR_QUEUE_DEPTH.set(len(self._queue))
             started = time.monotonic()
-            self._execute(jobs)
+            deliver = self._execute(jobs)
             elapsed = time.monotonic() - started
             with self._cond:
                 self._busy_since = None
@@ -249,6 +250,7 @@ class SRRuntime:
                     else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * elapsed
                 )
                 self._cond.notify_all()
+            deliver()  # after the estimate: a caller that got its tile sees the new estimate
 
     def _next_jobs(self) -> list[Job]:
         """Wait (holding the condition) for a due batch; ``[]`` once stopping and empty."""
@@ -260,11 +262,11 @@ class SRRuntime:
                 return []
             self._cond.wait(wait)
 
-    def _execute(self, jobs: list[Job]) -> None:
-        """Run one batch; its failure fails only its own jobs."""
+    def _execute(self, jobs: list[Job]) -> Callable[[], None]:
+        """Run one batch; return what resolves its futures (a failure fails only its jobs)."""
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
         if not jobs:
-            return
+            return lambda: None
         key = jobs[0].key
         try:
             batch = self._assemble(key, jobs)
@@ -285,12 +287,20 @@ class SRRuntime:
                 raise RuntimeError(f"upscaler returned shape {out.shape}, expected {expected}")
         except Exception as exc:
             log.exception("SR batch of %d %s jobs failed", len(jobs), key.mode)
-            for job in jobs:
-                job.future.set_exception(exc)
-            return
+            error = exc
+
+            def fail() -> None:
+                for job in jobs:
+                    job.future.set_exception(error)
+
+            return fail
         SR_TILES.labels(mode=key.mode).inc(len(jobs))
-        for index, job in enumerate(jobs):
-            job.future.set_result(np.array(out[index], dtype=np.float32, copy=True))
+
+        def succeed() -> None:
+            for index, job in enumerate(jobs):
+                job.future.set_result(np.array(out[index], dtype=np.float32, copy=True))
+
+        return succeed
 
     def _assemble(self, key: BatchKey, jobs: list[Job]) -> np.ndarray:
         """Stack the jobs' windows into a reused host buffer (pinned on CUDA)."""
