@@ -80,7 +80,7 @@ def sr_tile(client: TestClient, path: Path, **params):
 def test_uint8_inputs_are_super_resolved(client, name):
     test_client, data = client
     image, headers = sr_tile(test_client, data / name)
-    assert headers["X-SR-Mode"] == "bicubic"
+    assert headers["X-SR-Mode"] == "fast"
     assert headers["X-SR-Scale"] == "4"
     assert image.shape[:2] == (256, 256)
 
@@ -91,7 +91,7 @@ def test_uint16_four_band_input_keeps_its_dtype_and_range(client):
         "/cog/tiles/WebMercatorQuad/14/" + "/".join(map(str, _centre_xy(14))) + ".npy",
         params={"url": str(data / "rgbn16.tif")},
     )
-    assert response_npy.headers["X-SR-Mode"] == "bicubic"
+    assert response_npy.headers["X-SR-Mode"] == "fast"
     array = np.load(io.BytesIO(response_npy.content))
     assert array.dtype == np.uint16
     assert array.shape == (5, 256, 256)  # 4 bands + mask
@@ -109,7 +109,7 @@ def _centre_xy(z: int) -> tuple[int, int]:
 def test_nodata_does_not_bleed_into_valid_pixels(client):
     test_client, data = client
     image, headers = sr_tile(test_client, data / "edge.tif")
-    assert headers["X-SR-Mode"] == "bicubic"
+    assert headers["X-SR-Mode"] == "fast"
     alpha, rgb = image[..., 3], image[..., :3].astype(int)
     assert (alpha == 0).any() and (alpha == 255).any()  # the tile straddles the nodata edge
     assert rgb[alpha == 255].min() >= 40  # valid pixels never pulled towards the 0 fill

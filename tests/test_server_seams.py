@@ -116,13 +116,13 @@ def seam_data(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return data
 
 
-def http_fetcher(client: httpx.Client | TestClient, path: Path) -> Fetch:
+def http_fetcher(client: httpx.Client | TestClient, path: Path, sr: str = "auto") -> Fetch:
     """Fetch tiles of ``path`` as RGBA arrays (with their headers) through ``client``."""
 
     def fetch(z: int, x: int, y: int, tilesize: int) -> tuple[np.ndarray, dict]:
         response = client.get(
             f"/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png",
-            params={"url": str(path), "tilesize": tilesize},
+            params={"url": str(path), "tilesize": tilesize, "sr": sr},
         )
         assert response.status_code == 200, response.text
         return np.asarray(Image.open(io.BytesIO(response.content))), dict(response.headers)
@@ -154,7 +154,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def servers(seam_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """One real server with the default app (bicubic) and one with the conv stand-in."""
+    """One real server with the default app and one with the conv stand-in."""
     pool = ServerPool(tmp_path_factory.mktemp("seam-servers"))
     env = {"HNDSR_DATA_DIR": str(seam_data)}
     yield {
@@ -168,7 +168,7 @@ def servers(seam_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def test_bicubic_tiles_have_no_seams(servers, seam_data, name, z):
     with httpx.Client(base_url=servers["bicubic"], timeout=120) as client:
         worst, headers = seam_difference(
-            http_fetcher(client, seam_data / name), seam_data / name, z
+            http_fetcher(client, seam_data / name, sr="bicubic"), seam_data / name, z
         )
     assert headers["x-sr-mode"] == "bicubic"
     assert worst <= 2
