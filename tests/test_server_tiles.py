@@ -68,6 +68,13 @@ def test_tilejson_maxzoom_is_deepest_zoom_with_scale_at_most_8(server_url, cog, 
 
 
 @pytest.fixture(scope="module")
+def past_native(cog: str):
+    """The centre tile two zooms past TiTiler's native maxzoom."""
+    with Reader(cog) as src:
+        return centre_tile(cog, src.maxzoom + 2)
+
+
+@pytest.fixture(scope="module")
 def model_version(server_url) -> str:
     """Version of the model the default server loaded (the shipped checkpoint)."""
     model = httpx.get(f"{server_url}/readyz").json()["model"]
@@ -84,35 +91,28 @@ def server_without_model(sample_scene: Path, tmp_path_factory: pytest.TempPathFa
     pool.close()
 
 
-def test_sr_tile_two_zooms_past_native_is_a_bicubic_png_with_its_scale(server_url, cog):
-    with Reader(cog) as src:
-        z = src.maxzoom + 2
-    tile = centre_tile(cog, z)
-    response = get_tile(server_url, cog, z, tile.x, tile.y, sr="bicubic")
+def test_sr_tile_two_zooms_past_native_is_a_bicubic_png_with_its_scale(
+    server_url, cog, past_native
+):
+    response = get_tile(server_url, cog, past_native.z, past_native.x, past_native.y, sr="bicubic")
     assert response.status_code == 200
     assert png(response).shape[:2] == (256, 256)
     assert response.headers["X-SR-Mode"] == "bicubic"
     assert response.headers["X-SR-Model"] == "bicubic-1"
-    expected = scale_at(native_res_mercator(cog), z, 256)
+    expected = scale_at(native_res_mercator(cog), past_native.z, 256)
     assert float(response.headers["X-SR-Scale"]) == pytest.approx(expected, rel=0.01)
 
 
-def test_auto_uses_the_shipped_models_default_mode(server_url, cog, model_version):
-    with Reader(cog) as src:
-        z = src.maxzoom + 2
-    tile = centre_tile(cog, z)
-    response = get_tile(server_url, cog, z, tile.x, tile.y)
+def test_auto_uses_the_shipped_models_default_mode(server_url, cog, past_native, model_version):
+    response = get_tile(server_url, cog, past_native.z, past_native.x, past_native.y)
     assert response.status_code == 200
     assert png(response).shape[:2] == (256, 256)
     assert response.headers["X-SR-Mode"] == "fast"
     assert response.headers["X-SR-Model"] == model_version
 
 
-def test_auto_without_a_model_is_bicubic(server_without_model, cog):
-    with Reader(cog) as src:
-        z = src.maxzoom + 2
-    tile = centre_tile(cog, z)
-    response = get_tile(server_without_model, cog, z, tile.x, tile.y)
+def test_auto_without_a_model_is_bicubic(server_without_model, cog, past_native):
+    response = get_tile(server_without_model, cog, past_native.z, past_native.x, past_native.y)
     assert response.status_code == 200
     assert response.headers["X-SR-Mode"] == "bicubic"
     assert response.headers["X-SR-Model"] == "bicubic-1"
@@ -168,20 +168,15 @@ def test_bad_tile_requests_are_4xx(server_url, cog, path):
     assert 400 <= response.status_code < 500, response.text
 
 
-def test_model_mode_without_a_model_is_503_with_retry_after(server_without_model, cog):
-    with Reader(cog) as src:
-        z = src.maxzoom + 2
-    tile = centre_tile(cog, z)
-    response = get_tile(server_without_model, cog, z, tile.x, tile.y, sr="fast")
+def test_model_mode_without_a_model_is_503_with_retry_after(server_without_model, cog, past_native):
+    z, x, y = past_native.z, past_native.x, past_native.y
+    response = get_tile(server_without_model, cog, z, x, y, sr="fast")
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
 
 
-def test_sr_off_gives_a_plain_tile_past_native(server_url, cog):
-    with Reader(cog) as src:
-        z = src.maxzoom + 2
-    tile = centre_tile(cog, z)
-    response = get_tile(server_url, cog, z, tile.x, tile.y, sr="off")
+def test_sr_off_gives_a_plain_tile_past_native(server_url, cog, past_native):
+    response = get_tile(server_url, cog, past_native.z, past_native.x, past_native.y, sr="off")
     assert response.status_code == 200
     assert response.headers["X-SR-Mode"] == "off"
 
