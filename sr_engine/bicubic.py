@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sr_engine.interface import normalize_scale, output_shape, sample_coordinates
+from sr_engine.interface import BatchUpscaleMixin, sample_coordinates
 
 
 def sampling_grid(
@@ -38,26 +38,13 @@ def bicubic_sample(
     return F.grid_sample(lr, grid, mode="bicubic", padding_mode="border", align_corners=False)
 
 
-class BicubicUpscaler:
+class BicubicUpscaler(BatchUpscaleMixin):
     """The non-learned upscaler: always available, also the fallback of every model mode."""
 
     version = "bicubic-1"
     modes: tuple[str, ...] = ("bicubic",)
     default_mode = "bicubic"
     halo = 2
-
-    def upscale(
-        self,
-        lr: np.ndarray,
-        scale: float | tuple[float, float],
-        mode: str = "bicubic",
-        seed: int = 0,
-    ) -> np.ndarray:
-        """Upscale one (C, h, w) image; see ``sr_engine.interface``."""
-        sx, sy = normalize_scale(scale)
-        shape = output_shape(lr.shape[-2:], (sx, sy))
-        out = self.upscale_batch(lr[None], (sx, sy), shape, np.zeros((1, 2)), mode=mode)
-        return out[0]
 
     def upscale_batch(
         self,

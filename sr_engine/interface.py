@@ -92,3 +92,23 @@ class Upscaler(Protocol):
     ) -> np.ndarray:
         """Upscale a batch (N, C, h, w) to (N, C, H, W), sampling at the module's coordinates."""
         ...
+
+
+class BatchUpscaleMixin:
+    """The simple ``upscale`` form on top of ``upscale_batch``: one image, zero origin.
+
+    ``mode=None`` means the class's ``default_mode``.
+    """
+
+    def upscale(
+        self: Upscaler,
+        lr: np.ndarray,
+        scale: float | tuple[float, float],
+        mode: str | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Upscale one float32 (C, h, w) image in [0, 1] to (C, round(h*sy), round(w*sx))."""
+        sxy = normalize_scale(scale)
+        shape = output_shape(lr.shape[-2:], sxy)
+        mode = self.default_mode if mode is None else mode
+        return self.upscale_batch(lr[None], sxy, shape, np.zeros((1, 2)), None, mode, seed)[0]

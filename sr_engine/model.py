@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sr_engine.bicubic import bicubic_sample
-from sr_engine.interface import SR_MODES, normalize_scale, output_shape, sample_coordinates
+from sr_engine.interface import SR_MODES, BatchUpscaleMixin, normalize_scale, sample_coordinates
 
 
 @dataclass
@@ -322,7 +322,7 @@ def band_groups(channels: int) -> list[tuple[int, int, int]]:
     return groups + [(j, j, j) for j in range(full, channels)]
 
 
-class HNDSRUpscaler:
+class HNDSRUpscaler(BatchUpscaleMixin):
     """``sr_engine.interface.Upscaler`` over an ``HNDSR`` network and its model card."""
 
     modes: tuple[str, ...] = SR_MODES
@@ -336,14 +336,6 @@ class HNDSRUpscaler:
         # diffusion grows the output by refiner_margin HR px; at scale >= 2 the halo
         # covers that exactly (see docs/model.md)
         self.halo = net.cfg.halo()
-
-    def upscale(
-        self, lr: np.ndarray, scale: float | tuple[float, float], mode: str = "fast", seed: int = 0
-    ) -> np.ndarray:
-        """Upscale one (C, h, w) image; see ``sr_engine.interface``."""
-        sxy = normalize_scale(scale)
-        shape = output_shape(lr.shape[-2:], sxy)
-        return self.upscale_batch(lr[None], sxy, shape, np.zeros((1, 2)), None, mode, seed)[0]
 
     def upscale_batch(
         self,

@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from sr_engine.bicubic import BicubicUpscaler
-from sr_engine.interface import normalize_scale, output_shape
+from sr_engine.interface import BatchUpscaleMixin
 
 
 class Gate(Protocol):
@@ -68,7 +68,7 @@ class FileFault:
         return True
 
 
-class TestUpscaler:
+class TestUpscaler(BatchUpscaleMixin):
     """The bicubic baseline presented as a model (modes fast/diffusion) that records its calls."""
 
     __test__ = False  # not a pytest class
@@ -97,14 +97,6 @@ class TestUpscaler:
     def batch_sizes(self) -> list[int]:
         """Jobs per model call, in order."""
         return [size for size, _, _ in self.calls]
-
-    def upscale(
-        self, lr: np.ndarray, scale: float | tuple[float, float], mode: str = "fast", seed: int = 0
-    ) -> np.ndarray:
-        """Upscale one (C, h, w) image."""
-        sxy = normalize_scale(scale)
-        shape = output_shape(lr.shape[-2:], sxy)
-        return self.upscale_batch(lr[None], sxy, shape, np.zeros((1, 2)), mode=mode)[0]
 
     def upscale_batch(
         self,
