@@ -17,6 +17,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import attr
@@ -184,6 +185,18 @@ class SRReader(Reader):
         )
         self.report.zooms[str(self.tms.id)] = self.zoom_info
 
+    @cached_property
+    def profile(self) -> DatasetProfile:
+        """The dataset's profile, looked up once per reader (the cache key stats the file)."""
+        return dataset_profile(self)
+
+    def _band_range(self, band_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band (min, max) of the named bands (``b1``...), shaped (C, 1, 1)."""
+        band_idx = [int(name[1:]) - 1 for name in band_names]
+        lo = self.profile.band_min[band_idx].reshape(-1, 1, 1)
+        hi = self.profile.band_max[band_idx].reshape(-1, 1, 1)
+        return lo, hi
+
     @property
     def maxzoom(self) -> int:
         """Deepest zoom whose scale, at the advertised tile size, is at most ``sr_max_scale``."""
@@ -245,10 +258,9 @@ class SRReader(Reader):
         assert self.sr_config is not None
         if self.sr_mode == "off" or max(scale) <= self.sr_config.min_scale:
             return False
-        profile = dataset_profile(self)
-        if profile.categorical:
+        if self.profile.categorical:
             return False
-        return not (self.sr_mode == "auto" and profile.continuous_single_band)
+        return not (self.sr_mode == "auto" and self.profile.continuous_single_band)
 
     def _super_resolve(
         self, frame: Frame, indexes: Any, read_options: dict[str, Any]
@@ -311,10 +323,7 @@ class SRReader(Reader):
             np.asarray(img.bounds), lr_frame.bounds, rtol=0, atol=1e-6 * lr_frame.res_x
         ):
             raise RuntimeError("the LR read did not return the requested grid window")
-        profile = dataset_profile(self)
-        band_idx = [int(name[1:]) - 1 for name in img.band_names]
-        lo = profile.band_min[band_idx].reshape(-1, 1, 1)
-        hi = profile.band_max[band_idx].reshape(-1, 1, 1)
+        lo, hi = self._band_range(img.band_names)
         valid = img.mask > 0
         values = ((img.array.data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
         values = np.clip(_fill_masked(values, valid), 0.0, 1.0)
@@ -324,10 +333,7 @@ class SRReader(Reader):
         self, hr: np.ndarray, valid: np.ndarray, frame: Frame, meta: ImageData
     ) -> ImageData:
         """Denormalize ``hr`` to the dataset's value range and dtype, as an ``ImageData``."""
-        profile = dataset_profile(self)
-        band_idx = [int(name[1:]) - 1 for name in meta.band_names]
-        lo = profile.band_min[band_idx].reshape(-1, 1, 1)
-        hi = profile.band_max[band_idx].reshape(-1, 1, 1)
+        lo, hi = self._band_range(meta.band_names)
         values = hr.astype(np.float64) * (hi - lo) + lo
         dtype = meta.array.dtype
         if np.issubdtype(dtype, np.integer):
