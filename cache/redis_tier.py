@@ -17,7 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from cache.entry import CorruptEntryError, Entry
+from cache.entry import Entry
 from cache.tiers import TierCounters
 
 T = TypeVar("T")
@@ -131,13 +131,9 @@ class RedisTier:
         if not isinstance(data, bytes):  # None: the client does not decode responses
             self._counters.miss.inc()
             return None
-        try:
-            entry = Entry.decode(data)
-        except CorruptEntryError:
-            self._counters.error.inc()
+        entry = self._counters.decode(data)
+        if entry is None:
             await self.delete(key)
-            return None
-        self._counters.hit.inc()
         return entry
 
     async def set(self, key: str, entry: Entry) -> None:

@@ -50,6 +50,17 @@ class TierCounters:
         self.up = CACHE_TIER_UP.labels(tier)
         self.up.set(1)
 
+    def decode(self, data: bytes) -> Entry | None:
+        """The stored entry, counted as a hit; None for a corrupt one, counted as an error
+        (the caller deletes it)."""
+        try:
+            entry = Entry.decode(data)
+        except CorruptEntryError:
+            self.error.inc()
+            return None
+        self.hit.inc()
+        return entry
+
 
 class MemoryTier:
     """In-process LRU bounded by the bytes it holds (entries larger than a quarter are skipped)."""
@@ -145,13 +156,9 @@ class DiskTier:
         if data is None:
             self._counters.miss.inc()
             return None
-        try:
-            entry = Entry.decode(data)
-        except CorruptEntryError:
-            self._counters.error.inc()
-            self.cache.delete(key)
-            return None
-        self._counters.hit.inc()
+        entry = self._counters.decode(data)
+        if entry is None:
+            await self.delete(key)
         return entry
 
     async def set(self, key: str, entry: Entry) -> None:
