@@ -292,9 +292,7 @@ class SRReader(Reader):
                 data, plan.scale, plan.out_shape, plan.origin, plan.pixel_offset, resolved.mode
             )
             mid_valid = _sample_mask(valid, plan)
-            hr = BicubicUpscaler().upscale_batch(
-                mid[None], finish.scale, finish.out_shape, np.asarray([finish.origin])
-            )[0]
+            hr = backend.bicubic_tile(mid, finish.scale, finish.out_shape, finish.origin)
             out_valid = _sample_mask(mid_valid, finish)
         return self._to_image(hr, out_valid, frame, meta), mode, model
 

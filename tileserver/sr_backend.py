@@ -150,7 +150,10 @@ class SRBackend:
         model version)``; the applied mode is ``degraded-bicubic`` when ``auto`` fell back.
         """
         if mode == "bicubic" or (mode == "auto" and self.runtime is None):
-            return self._bicubic(lr, scale, out_shape, origin), "bicubic", self.bicubic.version
+            hr = self.bicubic_tile(lr, scale, out_shape, origin)
+            SR_INFERENCES.labels("bicubic").inc()
+            SR_TILES.labels("bicubic").inc()
+            return hr, "bicubic", self.bicubic.version
         runtime = self.runtime
         if runtime is None or (mode != "auto" and mode not in runtime.upscaler.modes):
             raise ModelUnavailableError(self.model_error or f"mode {mode!r} is not loaded")
@@ -182,19 +185,17 @@ class SRBackend:
             SR_COALESCED.inc()
         return hr, run_mode, version
 
-    def _bicubic(
+    def bicubic_tile(
         self,
         lr: np.ndarray,
         scale: tuple[float, float],
         out_shape: tuple[int, int],
         origin: tuple[float, float],
     ) -> np.ndarray:
-        hr = self.bicubic.upscale_batch(
+        """Bicubic upscale of one (C, h, w) window at once in this thread (no metrics)."""
+        return self.bicubic.upscale_batch(
             lr[None], scale, out_shape, np.asarray([origin], dtype=np.float64)
         )[0]
-        SR_INFERENCES.labels("bicubic").inc()
-        SR_TILES.labels("bicubic").inc()
-        return hr
 
     def _degraded(
         self,
@@ -204,10 +205,7 @@ class SRBackend:
         origin: tuple[float, float],
     ) -> tuple[np.ndarray, str, str]:
         SR_DEGRADED.inc()
-        hr = self.bicubic.upscale_batch(
-            lr[None], scale, out_shape, np.asarray([origin], dtype=np.float64)
-        )[0]
-        return hr, DEGRADED_MODE, self.bicubic.version
+        return self.bicubic_tile(lr, scale, out_shape, origin), DEGRADED_MODE, self.bicubic.version
 
     def model_status(self) -> dict[str, Any]:
         """Loaded model (version, modes, device, queue) or why none is; used by /readyz."""
