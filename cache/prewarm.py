@@ -181,9 +181,10 @@ async def run_prewarm(
 ) -> Summary:
     """Request every tile (``concurrency`` at a time), skipping those in the progress file."""
     finished = read_progress(progress_file)
-    queue = iter([t for t in tiles if tile_id(t) not in finished])
+    pending = [t for t in tiles if tile_id(t) not in finished]
+    queue = iter(pending)
     summary.total = len(tiles)
-    summary.skipped += len(tiles) - sum(1 for t in tiles if tile_id(t) not in finished)
+    summary.skipped += len(tiles) - len(pending)
     if advance:
         advance(summary.skipped)
     log = progress_file.open("a") if progress_file else None
