@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import httpx
 import morecantile
 from affine import Affine
-from rasterio.features import rasterize
+from rasterio.features import bounds, rasterize
 from rasterio.warp import transform_geom
 from rio_tiler.io import Reader, STACReader
 
@@ -70,20 +70,7 @@ def geojson_geometries(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _geometry_bounds(geometries: Sequence[dict[str, Any]]) -> Bounds:
-    xs: list[float] = []
-    ys: list[float] = []
-
-    def walk(coords: Any) -> None:
-        if coords and isinstance(coords[0], int | float):
-            xs.append(float(coords[0]))
-            ys.append(float(coords[1]))
-        else:
-            for item in coords:
-                walk(item)
-
-    for geometry in geometries:
-        walk(geometry["coordinates"])
-    return min(xs), min(ys), max(xs), max(ys)
+    return bounds({"type": "GeometryCollection", "geometries": list(geometries)})
 
 
 def plan_tiles(
