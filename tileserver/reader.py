@@ -250,7 +250,7 @@ class SRReader(Reader):
             )
         if expression:
             indexes = parse_expression(expression)
-        image, mode, model = self._super_resolve(frame, indexes, kwargs)
+        image, mode, model = self._super_resolve(frame, scale, indexes, kwargs)
         report.record(mode, scale, model)
         return image.apply_expression(expression) if expression else image
 
@@ -263,14 +263,18 @@ class SRReader(Reader):
         return not (self.sr_mode == "auto" and self.profile.continuous_single_band)
 
     def _super_resolve(
-        self, frame: Frame, indexes: Any, read_options: dict[str, Any]
+        self,
+        frame: Frame,
+        scale: tuple[float, float],
+        indexes: Any,
+        read_options: dict[str, Any],
     ) -> tuple[ImageData, str, str]:
+        """Super-resolve ``frame``, whose scale on the LR grid is ``scale``."""
         assert self.sr_config is not None
         backend = self.sr_config.backend
         resolved = backend.resolve(self.sr_mode)
         max_scale = self.sr_config.max_scale
-        deep = max(self.grid.res_x / frame.res_x, self.grid.res_y / frame.res_y) > max_scale
-        if not deep:
+        if max(scale) <= max_scale:
             plan = plan_sampling(self.grid, frame, resolved.halo)
             data, valid, meta = self._read_lr(plan, indexes, read_options)
             hr, mode, model = backend.upscale_tile(
@@ -282,8 +286,8 @@ class SRReader(Reader):
             mid_grid = Grid(
                 self.grid.x0,
                 self.grid.y0,
-                self.grid.res_x / min(max_scale, self.grid.res_x / frame.res_x),
-                self.grid.res_y / min(max_scale, self.grid.res_y / frame.res_y),
+                self.grid.res_x / min(max_scale, scale[0]),
+                self.grid.res_y / min(max_scale, scale[1]),
             )
             finish = plan_sampling(mid_grid, frame, BicubicUpscaler.halo)
             plan = plan_sampling(self.grid, window_frame(mid_grid, finish), resolved.halo)
