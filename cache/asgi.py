@@ -247,8 +247,8 @@ class TileCacheMiddleware:
             token = await self.coalescer.acquire(key)
             if token is None:
                 entry = await self.coalescer.wait_for(key)
-                if entry is not None:
-                    await self.cache.set(key, entry)
+                if entry is not None:  # read from Redis: fill only the faster tiers
+                    await self.cache.set(key, entry, found_in=self.coalescer.tier)
                     return Outcome(200, [], b"", entry, b"COALESCED")
         try:
             status, headers, body = await run_captured(self.app, scope)

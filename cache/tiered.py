@@ -20,17 +20,18 @@ class TieredCache:
 
     async def get(self, key: str) -> tuple[Entry, str] | None:
         """``(entry, tier name)`` of the first tier holding the key, promoting it; or None."""
-        for index, tier in enumerate(self.tiers):
+        for tier in self.tiers:
             entry = await tier.get(key)
             if entry is not None:
-                for faster in self.tiers[:index]:
-                    await faster.set(key, entry)
+                await self.set(key, entry, found_in=tier)
                 return entry, tier.name
         return None
 
-    async def set(self, key: str, entry: Entry) -> None:
-        """Write the entry to every tier."""
-        for tier in self.tiers:
+    async def set(self, key: str, entry: Entry, found_in: CacheTier | None = None) -> None:
+        """Write the entry to every tier, or only to those faster than ``found_in``, the tier
+        it was read from."""
+        end = self.tiers.index(found_in) if found_in in self.tiers else len(self.tiers)
+        for tier in self.tiers[:end]:
             await tier.set(key, entry)
 
     async def delete(self, key: str) -> None:
