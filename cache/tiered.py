@@ -39,10 +39,6 @@ class TieredCache:
         for tier in self.tiers:
             await tier.delete(key)
 
-    def health(self) -> dict[str, bool]:
-        """Tier name -> usable now."""
-        return {tier.name: tier.healthy() for tier in self.tiers}
-
     async def close(self) -> None:
         """Release connections and files."""
         for tier in self.tiers:
