@@ -181,6 +181,11 @@ class DatasetIdentity:
         return normalized, version
 
 
+def model_field(model_version: str) -> str:
+    """The model version as the key's readable model field (no ``:``, the field separator)."""
+    return model_version.replace(":", "_") or "none"
+
+
 def tile_cache_key(
     request: TileRequest, normalized_url: str, version: str, model_version: str
 ) -> str:
@@ -200,9 +205,8 @@ def tile_cache_key(
         )
     )
     digest = hashlib.blake2b(digest_input.encode(), digest_size=16).hexdigest()
-    model = model_version.replace(":", "_") or "none"
     return (
-        f"{KEY_PREFIX}r{RENDER_VERSION}:{model}:{dataset_hash(normalized_url)}:"
+        f"{KEY_PREFIX}r{RENDER_VERSION}:{model_field(model_version)}:{dataset_hash(normalized_url)}:"
         f"{request.z}:{request.x}:{request.y}:{digest}"
     )
 

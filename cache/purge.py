@@ -14,7 +14,14 @@ from pathlib import Path
 import diskcache
 import redis
 
-from cache.keys import KEY_PREFIX, KeyParts, dataset_hash, normalize_url, parse_key
+from cache.keys import (
+    KEY_PREFIX,
+    KeyParts,
+    dataset_hash,
+    model_field,
+    normalize_url,
+    parse_key,
+)
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,7 @@ class PurgeFilter:
     def matcher(self) -> Callable[[KeyParts], bool]:
         """A predicate over parsed keys."""
         dataset = dataset_hash(normalize_url(self.dataset)) if self.dataset else None
-        model = self.model_version.replace(":", "_") if self.model_version else None
+        model = model_field(self.model_version) if self.model_version else None
         low = -1 if self.min_zoom is None else self.min_zoom
         high = 99 if self.max_zoom is None else self.max_zoom
 
