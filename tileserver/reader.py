@@ -175,9 +175,7 @@ class SRReader(Reader):
         if self.sr_config is None:
             raise ValueError("SRReader needs an sr_config")
         self.report = self.sr_report or current_report()
-        self.native_res = native_resolution(
-            self.crs, self.transform, self.width, self.height, self.bounds, self.tms.rasterio_crs
-        )
+        self.native_res = native_resolution(self)
         x0, y0 = tms_origin(self.tms)
         self.grid = Grid(x0, y0, *self.native_res)
         self.zoom_info = _zoom_info(
@@ -394,16 +392,12 @@ class SRSTACReader(STACReader):
             "sr_report": current_report(),  # asset reads run in rio-tiler's thread pool
         }
         if user_maxzoom is None and self.maxzoom is not None and self.transform is not None:
-            native_res = native_resolution(
-                self.crs,
-                self.transform,
-                self.width,
-                self.height,
-                self.bounds,
-                self.tms.rasterio_crs,
-            )
             info = _zoom_info(
-                self.tms, native_res, self.maxzoom, self.advertised_tilesize, self.sr_config
+                self.tms,
+                native_resolution(self),
+                self.maxzoom,
+                self.advertised_tilesize,
+                self.sr_config,
             )
             current_report().zooms[str(self.tms.id)] = info
             self.maxzoom = info.maxzoom

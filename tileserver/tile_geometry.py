@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from affine import Affine
 from morecantile import Tile, TileMatrixSet
-from rasterio.crs import CRS
-from rasterio.warp import calculate_default_transform
+from rio_tiler.io.base import SpatialMixin
 
 
 @dataclass(frozen=True)
@@ -70,20 +68,13 @@ class SamplingPlan:
         return self.row1 - self.row0, self.col1 - self.col0
 
 
-def native_resolution(
-    src_crs: CRS | None,
-    transform: Affine | None,
-    width: int | None,
-    height: int | None,
-    bounds: tuple[float, float, float, float],
-    tms_crs: CRS,
-) -> tuple[float, float]:
-    """Dataset pixel size (x, y) in the TMS CRS, computed as rio-tiler does for its zooms."""
-    if src_crs is None or transform is None or not width or not height:
+def native_resolution(reader: SpatialMixin) -> tuple[float, float]:
+    """Dataset pixel size (x, y) in the TMS CRS: rio-tiler's own (cached) reprojected
+    geometry of the dataset, the one its min/max zooms come from."""
+    if reader.crs is None or reader.transform is None or not reader.width or not reader.height:
         raise ValueError("the dataset has no georeferencing")
-    if src_crs != tms_crs:
-        transform, _, _ = calculate_default_transform(src_crs, tms_crs, width, height, *bounds)
-    return abs(transform.a), abs(transform.e)
+    dst_affine, _, _ = reader._dst_geom_in_tms_crs
+    return abs(dst_affine[0]), abs(dst_affine[4])
 
 
 def tms_origin(tms: TileMatrixSet) -> tuple[float, float]:
