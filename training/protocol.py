@@ -64,9 +64,8 @@ def model_sr(up, lr: torch.Tensor, size, scale, mode: str, seed: int = 0, **kw) 
     return torch.from_numpy(out)
 
 
-def scores(sr: torch.Tensor, hr: torch.Tensor, scale) -> dict[str, float]:
-    """PSNR, SSIM and HF-energy ratio on the shaved luma."""
-    a, b = shave(luma(sr), scale), shave(luma(hr), scale)
+def luma_scores(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """PSNR, SSIM and HF-energy ratio of shaved luma ``a`` against reference ``b``."""
     return {
         "psnr": float(psnr(a, b)[0]),
         "ssim": float(ssim(a, b)[0]),
@@ -74,16 +73,16 @@ def scores(sr: torch.Tensor, hr: torch.Tensor, scale) -> dict[str, float]:
     }
 
 
+def scores(sr: torch.Tensor, hr: torch.Tensor, scale) -> dict[str, float]:
+    """PSNR, SSIM and HF-energy ratio on the shaved luma."""
+    return luma_scores(shave(luma(sr), scale), shave(luma(hr), scale))
+
+
 def noise_control(fast: torch.Tensor, diff: torch.Tensor, hr: torch.Tensor, scale, seed: int):
     """Scores of `fast` luma plus white noise matching the diffusion output's HF energy."""
     a, b = shave(luma(fast), scale), shave(luma(hr), scale)
     target = hf_energy(shave(luma(diff), scale))
-    noisy = matched_noise(a, target, torch.Generator().manual_seed(seed))
-    return {
-        "psnr": float(psnr(noisy, b)[0]),
-        "ssim": float(ssim(noisy, b)[0]),
-        "hf_ratio": float(hf_energy(noisy)[0] / hf_energy(b)[0].clamp_min(1e-12)),
-    }
+    return luma_scores(matched_noise(a, target, torch.Generator().manual_seed(seed)), b)
 
 
 def tune_diffusion(up, images, scales, steps_list, temperatures, max_drop: float, seed: int = 0):
