@@ -115,8 +115,9 @@ class Worker:
                 f"HTTP {result.status_code}" if isinstance(result, httpx.Response) else repr(result)
             )
             permanent = isinstance(result, httpx.Response) and 400 <= result.status_code < 500
-            if permanent or await self.deliveries(entry_id) >= self.max_deliveries:
-                await self.dead_letter(entry_id, fields, error)
+            deliveries = await self.deliveries(entry_id)
+            if permanent or deliveries >= self.max_deliveries:
+                await self.dead_letter(entry_id, fields, error, deliveries)
             else:
                 self.stats.retried += 1  # stays pending; XAUTOCLAIM hands it out again
 
@@ -125,9 +126,10 @@ class Worker:
         pending = await self.client.xpending_range(self.stream, GROUP, entry_id, entry_id, 1)
         return int(pending[0]["times_delivered"]) if pending else 0
 
-    async def dead_letter(self, entry_id: bytes, fields: dict[bytes, bytes], error: str) -> None:
-        """Move a job to the dead-letter stream and ack it."""
-        deliveries = await self.deliveries(entry_id)
+    async def dead_letter(
+        self, entry_id: bytes, fields: dict[bytes, bytes], error: str, deliveries: int
+    ) -> None:
+        """Move a job (delivered ``deliveries`` times) to the dead-letter stream and ack it."""
         await self.client.xadd(
             self.dead_stream,
             {"path": fields[b"path"], "error": error, "deliveries": deliveries, "id": entry_id},
