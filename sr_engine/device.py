@@ -61,11 +61,8 @@ class DeviceConfig:
     device: torch.device
     autocast_dtype: torch.dtype | None = None
     """Mixed precision for model calls (bf16 on CUDA); ``None``: full fp32."""
-    channels_last: bool = False
     pin_memory: bool = False
     """Assemble batches in page-locked host memory (faster, asynchronous host-to-GPU copies)."""
-    compile: bool = False
-    """Wrap modules with ``torch.compile`` (slow first call; the runtime warms up before ready)."""
     threads: int = 1
     """Intra-op CPU threads."""
 
@@ -75,22 +72,18 @@ class DeviceConfig:
         return self.device.type
 
 
-def device_config(
-    name: str = "auto", *, autocast: bool = True, compile: bool = False
-) -> DeviceConfig:
-    """The settings for ``name``: bf16 autocast, channels_last and pinned buffers on CUDA."""
+def device_config(name: str = "auto", *, autocast: bool = True) -> DeviceConfig:
+    """The settings for ``name``: bf16 autocast and pinned buffers on CUDA."""
     device = select_device(name)
     if device.type == "cuda":
         bf16 = autocast and torch.cuda.is_bf16_supported()
         return DeviceConfig(
             device=device,
             autocast_dtype=torch.bfloat16 if bf16 else None,
-            channels_last=True,
             pin_memory=True,
-            compile=compile,
             threads=cpu_thread_count(),
         )
-    return DeviceConfig(device=device, compile=compile, threads=cpu_thread_count())
+    return DeviceConfig(device=device, threads=cpu_thread_count())
 
 
 def apply_process_settings(config: DeviceConfig) -> None:
@@ -112,16 +105,6 @@ def inference_context(config: DeviceConfig) -> Iterator[None]:
     )
     with torch.inference_mode(), autocast:
         yield
-
-
-def prepare_module(module: torch.nn.Module, config: DeviceConfig) -> torch.nn.Module:
-    """Move a model module to the device in eval mode, channels_last and compiled as configured."""
-    module = module.to(config.device).eval()
-    if config.channels_last:
-        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if config.compile:
-        return torch.compile(module, dynamic=False)  # type: ignore[return-value]
-    return module
 
 
 def host_buffer(shape: tuple[int, ...], config: DeviceConfig) -> np.ndarray:
