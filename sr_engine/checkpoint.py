@@ -49,11 +49,20 @@ def save_checkpoint(net: HNDSR, path: Path, card: dict | None = None) -> dict:
     state = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
     config = json.dumps(config_dict(net.cfg), sort_keys=True)
     save_file(state, str(path), metadata={"config": config, "format": "hndsr-1"})
+    return write_card(net, path, card)
+
+
+def write_card(net: HNDSR, path: Path, card: dict | None = None, version: str = "") -> dict:
+    """Write the model card of the weights file ``path`` (which ``net`` was read from).
+
+    ``version`` keeps an existing version name (export copies the evaluated file byte for
+    byte and keeps its name); by default it is ``hndsr-<date>-<sha8 of the file>``.
+    """
     sha = file_sha256(path)
     full = dict(card or {})
     full.update(
         {
-            "version": f"hndsr-{datetime.now(UTC):%Y%m%d}-{sha[:8]}",
+            "version": version or f"hndsr-{datetime.now(UTC):%Y%m%d}-{sha[:8]}",
             "weights_file": path.name,
             "weights_sha256": sha,
             "config": config_dict(net.cfg),

@@ -22,7 +22,7 @@ from sr_engine.checkpoint import (
     card_path,
     file_sha256,
     read_network,
-    save_checkpoint,
+    write_card,
 )
 from training.tracking import setup
 
@@ -30,7 +30,7 @@ SHIP_GATES = ("fast_beats_best_baseline_everywhere", "diffusion_beats_best_basel
 
 
 def model_card(source_card: dict, manifest: dict, report: dict) -> dict:
-    """The card's content beyond what ``save_checkpoint`` adds."""
+    """The card's content beyond what ``write_card`` adds."""
     return {
         "training": {
             k: v for k, v in source_card.items() if k not in ("version", "weights_sha256")
@@ -73,7 +73,11 @@ def main() -> None:
     source_card = json.loads(card_path(args.checkpoint).read_text())
     net = read_network(args.checkpoint)
     weights = args.out / "hndsr.safetensors"
-    card = save_checkpoint(net, weights, model_card(source_card, manifest, report))
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.checkpoint, weights)  # the evaluated bytes, so the version holds
+    card = write_card(
+        net, weights, model_card(source_card, manifest, report), version=report["version"]
+    )
     print(f"exported {card['version']} ({card['parameters']} parameters) to {weights}")
 
     params = yaml.safe_load(args.params.read_text())
