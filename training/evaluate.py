@@ -28,7 +28,7 @@ from training.quality import luma, psnr
 from training.samples import comparison_png
 from training.tracking import setup
 
-METHODS = (*BASELINES, "fast", "diffusion", "fast+noise")
+METHODS = (*BASELINES, "fast", "diffusion", "diffusion_mean", "fast+noise")
 
 
 def label(scale: tuple[float, float]) -> str:
@@ -46,6 +46,8 @@ def evaluate_scale(up, images, scale, seed: int, advance) -> dict:
         outs = {b: baseline(b, lr, size) for b in BASELINES}
         outs["fast"] = model_sr(up, lr, size, scale, "fast")
         outs["diffusion"] = model_sr(up, lr, size, scale, "diffusion", seed)
+        # temperature 0: only the refiner's conditional mean, no sampled texture
+        outs["diffusion_mean"] = model_sr(up, lr, size, scale, "diffusion", seed, temperature=0.0)
         results = {name: scores(sr, hr, scale) for name, sr in outs.items()}
         results["fast+noise"] = noise_control(outs["fast"], outs["diffusion"], hr, scale, seed)
         for name, values in results.items():
@@ -64,6 +66,7 @@ def evaluate_scale(up, images, scale, seed: int, advance) -> dict:
         "diffusion_gain_db": methods["diffusion"]["psnr"] - best_psnr,
         "diffusion_minus_fast_db": methods["diffusion"]["psnr"] - methods["fast"]["psnr"],
         "diffusion_minus_noise_db": methods["diffusion"]["psnr"] - methods["fast+noise"]["psnr"],
+        "mean_minus_fast_db": methods["diffusion_mean"]["psnr"] - methods["fast"]["psnr"],
     }
 
 
@@ -103,8 +106,9 @@ def markdown(report: dict) -> str:
     """The evaluation table (PSNR dB / SSIM / HF ratio) as Markdown."""
     head = (
         "| scale | PIL bicubic | torch bicubic | Lanczos | fast | diffusion | fast+noise "
-        "| fast gain | diff - fast | SSIM fast / diff | HF ratio fast / diff |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| fast gain | diff - fast | diff - (fast+noise) | mean - fast | SSIM fast / diff "
+        "| HF ratio fast / diff |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in report["rows"]:
@@ -113,7 +117,8 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {r['label']} | {p['pil_bicubic']} | {p['torch_bicubic']} | {p['lanczos']} "
             f"| {p['fast']} | {p['diffusion']} | {p['fast+noise']} | {r['fast_gain_db']:+.2f} "
-            f"| {r['diffusion_minus_fast_db']:+.2f} "
+            f"| {r['diffusion_minus_fast_db']:+.2f} | {r['diffusion_minus_noise_db']:+.3f} "
+            f"| {r['mean_minus_fast_db']:+.3f} "
             f"| {m['fast']['ssim']:.4f} / {m['diffusion']['ssim']:.4f} "
             f"| {m['fast']['hf_ratio']:.3f} / {m['diffusion']['hf_ratio']:.3f} |"
         )
@@ -121,7 +126,8 @@ def markdown(report: dict) -> str:
     gates = "\n".join(f"- {k}: {'PASS' if v else 'FAIL'}" for k, v in report["gates"].items())
     return (
         f"PSNR (dB) on the luma, border shaved by ceil(s); {report['images']} test images; "
-        f"model {report['version']}; fast gain = fast - best baseline.\n\n{head}"
+        f"model {report['version']}; fast gain = fast - best baseline; mean = the diffusion "
+        f"mode at temperature 0 (the refiner's conditional mean, no sampled texture).\n\n{head}"
         + "\n".join(lines)
         + f"\n\nAutoencoder reconstruction PSNR (test): {ae['rgb_psnr']:.2f} dB RGB, "
         f"{ae['y_psnr']:.2f} dB luma.\n\nGates:\n{gates}\n"
@@ -199,6 +205,8 @@ def main() -> None:
                 mlflow.log_metric(f"{m.replace('+', '_')}_psnr_{tag}", r["methods"][m]["psnr"])
             mlflow.log_metric(f"fast_gain_db_{tag}", r["fast_gain_db"])
             mlflow.log_metric(f"diffusion_minus_fast_db_{tag}", r["diffusion_minus_fast_db"])
+            mlflow.log_metric(f"diffusion_minus_noise_db_{tag}", r["diffusion_minus_noise_db"])
+            mlflow.log_metric(f"mean_minus_fast_db_{tag}", r["mean_minus_fast_db"])
         mlflow.log_metric("autoencoder_rgb_psnr", report["autoencoder"]["rgb_psnr"])
         mlflow.log_metrics({f"gate_{k}": float(v) for k, v in report["gates"].items()})
         for name in ("eval.json", "eval.md", "gain.png", "samples.png"):
