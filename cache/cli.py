@@ -165,6 +165,11 @@ def register(cli: typer.Typer, app_factory: str) -> None:
                 )
             except KeyboardInterrupt:
                 interrupted = True
+            # Ctrl-C can also end the run quietly (the app's shutdown may absorb the
+            # cancellation), so a run that did not reach every tile counts as interrupted
+            reached = summary.done + summary.skipped + summary.failed
+            interrupted = interrupted or reached < summary.total
+            if interrupted:
                 console.print(f"interrupted; rerun the same command to resume ({progress_path})")
         console.print(
             f"done {summary.done}, skipped {summary.skipped}, failed {summary.failed} "
