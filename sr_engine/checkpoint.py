@@ -83,11 +83,16 @@ def write_card(net: HNDSR, path: Path, card: dict | None = None, version: str = 
     return full
 
 
+def read_state(path: Path) -> tuple[HNDSRConfig, dict[str, torch.Tensor]]:
+    """Weights file -> (its config, its tensors), without building a network."""
+    return HNDSRConfig(**json.loads(_metadata(path)["config"])), load_file(str(path))
+
+
 def read_network(path: Path) -> HNDSR:
     """Weights file -> network (no card needed); used by training to resume and export."""
-    meta = _metadata(path)
-    net = HNDSR(HNDSRConfig(**json.loads(meta["config"])))
-    net.load_state_dict(load_file(str(path)))
+    cfg, state = read_state(path)
+    net = HNDSR(cfg)
+    net.load_state_dict(state)
     return net
 
 

@@ -12,10 +12,14 @@ code that ties them to the coordinate contract of ``sr_engine.interface``.
 - ``AutoEncoder``: a full-resolution, non-compressing conv autoencoder (3 -> ``latent``
   channels). The refiner works in its latent space.
 - ``Refiner`` (the `diffusion` mode): an x0-predicting DDIM denoiser of the latent residual
-  ``E(hr) - E(fast)``, conditioned by concatenation on ``E(fast)``. The result is
-  ``fast + D(E(fast) + r) - D(E(fast))``, so the autoencoder's own error cancels and
-  cannot cap fidelity. Its noise is a hash of (seed, absolute pixel row/col, channel), so
-  overlapping tiles draw the same noise for the same pixel.
+  ``E(hr) - E(fast)``, conditioned by concatenation on ``E(fast)`` and on the operator's
+  per-pixel decoder features (LR context that ``fast`` alone no longer carries). Residuals
+  are added as ``D(E(fast) + r) - D(E(fast))``, so the autoencoder's own error cancels and
+  cannot cap fidelity. The first DDIM step's prediction (the conditional mean) is added
+  above the LR Nyquist; the sample's deviation from it only in the top octave
+  (``detail_band``).
+  Its noise is a hash of (seed, absolute pixel row/col, channel), so overlapping tiles draw
+  the same noise for the same pixel.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class HNDSRConfig:
     harmonics: int = 2  # Fourier harmonics of the sub-pixel phase
     latent: int = 8  # autoencoder latent channels (full resolution)
     ae_width: int = 32
-    refiner_width: int = 24
+    refiner_width: int = 32
     steps: int = 2  # default DDIM steps of the diffusion mode
     temperature: float = 1.0  # scale of the initial noise
     residual_scale: float = 0.05  # std of the latent residual (set in training)
@@ -57,13 +61,22 @@ class HNDSRConfig:
         return self.encoder_radius() + 2
 
     def refiner_margin(self, scale: float = 2.0) -> int:
-        """HR pixels the diffusion mode looks around a pixel: E (2) + refiner (4) + D (2)
-        + the radius of the null-space high-pass at this scale."""
-        return 8 + highpass_radius(scale)
+        """HR pixels the diffusion mode looks around a pixel: E (2) + refiner (5: three 3x3
+        convs and one dilated by 2) + D (2) + the wider of the mean's high-pass and the
+        texture's band-pass at this scale."""
+        return 9 + max(detail_band_radius(scale), highpass_radius(scale))
 
     def halo(self) -> int:
         """The upscaler's halo: `fast` context plus the refiner margin at scale 2 (LR px)."""
         return self.fast_halo() + math.ceil(self.refiner_margin(2.0) / 2)
+
+
+DETAIL_SCALE_CAP = 2.0  # past x2 the band starts at half the HR Nyquist, not the LR Nyquist
+
+
+def detail_cutoff_scale(scale: float) -> float:
+    """The scale whose LR Nyquist (0.5 / s) is where the detail band starts: ``min(s, 2)``."""
+    return min(scale, DETAIL_SCALE_CAP)
 
 
 def highpass_sigma(scale: float) -> float:
@@ -72,16 +85,17 @@ def highpass_sigma(scale: float) -> float:
 
 
 def highpass_radius(scale: float) -> int:
-    """Kernel radius (HR px) of the high-pass at this scale."""
+    """Kernel radius (HR px) of one Gaussian high-pass at this scale."""
     return math.ceil(2.5 * highpass_sigma(scale))
 
 
-def lr_null_space(x: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
-    """Keep what the LR image cannot see: ``x`` minus a Gaussian low-pass at the LR Nyquist.
+def detail_band_radius(scale: float) -> int:
+    """HR pixels the detail band-pass reaches (two high-pass passes)."""
+    return highpass_radius(detail_cutoff_scale(scale)) + highpass_radius(DETAIL_SCALE_CAP)
 
-    Detail added this way leaves the image's LR view (almost) unchanged, so the refiner
-    adds texture without moving what the `fast` output already explains.
-    """
+
+def gaussian_highpass(x: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
+    """``x`` minus a separable Gaussian low-pass whose half-power point is 0.5/scale per axis."""
     out = x
     for axis, s in ((3, scale[0]), (2, scale[1])):
         r = highpass_radius(s)
@@ -92,6 +106,20 @@ def lr_null_space(x: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
         c = out.shape[1]
         out = F.conv2d(F.pad(out, pad, mode="replicate"), k.expand(c, 1, *k.shape[2:]), groups=c)
     return x - out
+
+
+def detail_band(x: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
+    """Keep the band the refiner may fill: a high-pass at the LR Nyquist (at half the HR
+    Nyquist past x2) followed by one at half the HR Nyquist, for a steep edge there.
+
+    Below the LR Nyquist the `fast` output already explains the image; between the LR
+    Nyquist and half the HR Nyquist (x > 2) lies structure (shapes, edges' positions) that
+    the LR does not pin down, and sampling it doubles the error where most of it is
+    (decision 0303). The refiner only adds texture in the top octave.
+    """
+    cut = (detail_cutoff_scale(scale[0]), detail_cutoff_scale(scale[1]))
+    half_nyquist = (DETAIL_SCALE_CAP, DETAIL_SCALE_CAP)
+    return gaussian_highpass(gaussian_highpass(x, cut), half_nyquist)
 
 
 def _conv(cin: int, cout: int, k: int = 3, bias: bool = True) -> nn.Conv2d:
@@ -173,8 +201,9 @@ class Operator(nn.Module):
         out_shape: tuple[int, int],
         origins: np.ndarray,
         cell: tuple[float, float] | None = None,
-    ) -> torch.Tensor:
-        """SR image (N, 3, H, W) sampled at the interface coordinates (unclamped).
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(SR image (N, 3, H, W) sampled at the interface coordinates (unclamped), the
+        decoder's last hidden layer (N, hidden, H, W)).
 
         ``cell`` overrides the cell-size input (1/sx, 1/sy); only tests and ablations use it.
         """
@@ -189,8 +218,10 @@ class Operator(nn.Module):
         py = self.phase((ys % 1.0).to(lr.dtype)) @ self.pos_y.T  # (N, H, hidden)
         pc = self.pos_cell @ torch.tensor([cx, cy], dtype=lr.dtype, device=lr.device)
         h = F.relu(h * (1.0 + pc + px[:, None, :, :] + py[:, :, None, :]))
-        residual = self.out(F.relu(self.mid(h))).permute(0, 3, 1, 2)
-        return bicubic_sample(lr, scale, out_shape, origins) + residual
+        hidden = F.relu(self.mid(h))
+        residual = self.out(hidden).permute(0, 3, 1, 2)
+        sr = bicubic_sample(lr, scale, out_shape, origins) + residual
+        return sr, hidden.permute(0, 3, 1, 2)
 
 
 class AutoEncoder(nn.Module):
@@ -213,24 +244,28 @@ class AutoEncoder(nn.Module):
 
 
 class Refiner(nn.Module):
-    """x0-predicting denoiser of the (normalized) latent residual, conditioned on E(fast)."""
+    """x0-predicting denoiser of the (normalized) latent residual, conditioned on E(fast)
+    and on the operator's decoder features (projected to ``latent`` channels)."""
 
     def __init__(self, cfg: HNDSRConfig):
         super().__init__()
         w, c = cfg.refiner_width, cfg.latent
+        self.context = nn.Conv2d(cfg.hidden, c, 1)
         self.net = nn.Sequential(
-            _conv(2 * c + 1, w),
+            _conv(3 * c + 1, w),
             nn.ReLU(),
-            _conv(w, w),
+            nn.Conv2d(w, w, 3, padding=2, dilation=2),
             nn.ReLU(),
             _conv(w, w),
             nn.ReLU(),
             _conv(w, c),
         )
 
-    def forward(self, z_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z_t: torch.Tensor, cond: torch.Tensor, hidden: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         t_map = t.to(z_t).reshape(-1, 1, 1, 1).expand(z_t.shape[0], 1, *z_t.shape[-2:])
-        return self.net(torch.cat([z_t, cond, t_map], dim=1))
+        return self.net(torch.cat([z_t, cond, self.context(hidden), t_map], dim=1))
 
 
 def alpha_bar(t: torch.Tensor) -> torch.Tensor:
@@ -281,7 +316,7 @@ class HNDSR(nn.Module):
 
     def fast(self, lr, scale, out_shape, origins) -> torch.Tensor:
         """`fast` mode on RGB (N, 3, h, w), unclamped."""
-        return self.operator(lr, scale, out_shape, origins)
+        return self.operator(lr, scale, out_shape, origins)[0]
 
     def detail_gate(self, img: torch.Tensor) -> torch.Tensor:
         """s / (s + eps) with s the 5x5 local std of the grey image: 0 on flat areas
@@ -294,25 +329,40 @@ class HNDSR(nn.Module):
     def refine(
         self,
         fast: torch.Tensor,
+        hidden: torch.Tensor,
         noise: torch.Tensor,
         steps: int,
         temperature: float,
         scale: tuple[float, float],
     ) -> torch.Tensor:
-        """DDIM (eta=0) from ``temperature * noise`` to the refined image, in ``steps`` steps."""
+        """DDIM (eta=0) from ``temperature * noise`` to the refined image, in ``steps`` steps.
+
+        The first step's x0 (t = 1: the conditional mean of the residual) is added above the
+        LR Nyquist (what the LR cannot see); what the later steps add to it (sampled
+        texture) only in ``detail_band`` and where ``fast`` is not flat.
+        """
         cond = self.ae.encode(fast)
         z = temperature * noise
         times = torch.linspace(1.0, 0.0, steps + 1, device=fast.device)
-        x0 = z
+        # t = 1 is pure noise: the prediction there is the conditional mean, computed from a
+        # zero input (as trained), so it does not depend on the seed
+        mean = x0 = self.refiner(torch.zeros_like(z), cond, hidden, times[0].expand(z.shape[0]))
         for i in range(steps):
             t, t_prev = times[i], times[i + 1]
-            x0 = self.refiner(z, cond, t.expand(z.shape[0]))
+            if i > 0:
+                x0 = self.refiner(z, cond, hidden, t.expand(z.shape[0]))
             if i + 1 < steps:
                 ab, ab_prev = alpha_bar(t), alpha_bar(t_prev)
                 eps = (z - ab.sqrt() * x0) / (1.0 - ab).clamp_min(1e-8).sqrt()
                 z = ab_prev.sqrt() * x0 + (1.0 - ab_prev).sqrt() * eps
-        residual = self.ae.decode(cond + x0 * self.cfg.residual_scale) - self.ae.decode(cond)
-        return fast + self.detail_gate(fast) * lr_null_space(residual, scale)
+        rs = self.cfg.residual_scale
+        with_mean = self.ae.decode(cond + mean * rs)
+        texture = self.ae.decode(cond + x0 * rs) - with_mean
+        return (
+            fast
+            + gaussian_highpass(with_mean - self.ae.decode(cond), scale)
+            + self.detail_gate(fast) * detail_band(texture, scale)
+        )
 
 
 def band_groups(channels: int) -> list[tuple[int, int, int]]:
@@ -385,12 +435,13 @@ class HNDSRUpscaler(BatchUpscaleMixin):
         m = cfg.refiner_margin(max(sxy))
         sx, sy = sxy
         grown = (out_shape[0] + 2 * m, out_shape[1] + 2 * m)
-        fast = self.net.fast(x, sxy, grown, origins - np.array([m / sx, m / sy]))
+        fast, hidden = self.net.operator(x, sxy, grown, origins - np.array([m / sx, m / sy]))
         rows = torch.from_numpy(offsets[:, 1:2] - m + np.arange(grown[0])[None]).to(x.device)
         cols = torch.from_numpy(offsets[:, 0:1] - m + np.arange(grown[1])[None]).to(x.device)
         noise = coordinate_noise(seed, cfg.latent, rows, cols)
         y = self.net.refine(
             fast,
+            hidden,
             noise,
             steps if steps is not None else cfg.steps,
             temperature if temperature is not None else cfg.temperature,

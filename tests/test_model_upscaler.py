@@ -87,8 +87,8 @@ def test_cell_size_input_changes_the_output(model):
     lr = torch.from_numpy(texture(3, 10, 10))[None]
     origins = np.zeros((1, 2))
     with torch.no_grad():
-        a = model.net.operator(lr, (2.0, 2.0), (20, 20), origins)
-        b = model.net.operator(lr, (2.0, 2.0), (20, 20), origins, cell=(0.25, 0.25))
+        a = model.net.operator(lr, (2.0, 2.0), (20, 20), origins)[0]
+        b = model.net.operator(lr, (2.0, 2.0), (20, 20), origins, cell=(0.25, 0.25))[0]
     assert (a - b).abs().max() > 1e-4
 
 

@@ -73,7 +73,7 @@ def operator_step(net, images, cfg, rng, device, want_metrics):
     hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
     lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob, cfg.noise_std)
     origins = np.zeros((hr.shape[0], 2))
-    pred = net.operator(lr, scale, hr.shape[-2:], origins)
+    pred = net.operator(lr, scale, hr.shape[-2:], origins)[0]
     loss = F.l1_loss(pred, hr)
     metrics = {}
     if want_metrics:
@@ -87,25 +87,31 @@ def operator_step(net, images, cfg, rng, device, want_metrics):
 
 
 def latent_residual(net: HNDSR, hr: torch.Tensor, lr: torch.Tensor, scale) -> tuple:
-    """(cond E(fast), E(hr) - E(fast)) for a training pair; no gradients."""
+    """(cond E(fast), operator decoder features, E(hr) - E(fast)) for a training pair; no
+    gradients."""
     with torch.no_grad():
         origins = np.zeros((hr.shape[0], 2))
-        fast = net.operator(lr, scale, hr.shape[-2:], origins).clamp(0.0, 1.0)
-        cond = net.ae.encode(fast)
-        return cond, net.ae.encode(hr) - cond
+        size = (int(hr.shape[-2]), int(hr.shape[-1]))
+        fast, hidden = net.operator(lr, scale, size, origins)
+        cond = net.ae.encode(fast.clamp(0.0, 1.0))
+        return cond, hidden, net.ae.encode(hr) - cond
 
 
 def refiner_step(net, images, cfg, rng, device, want_metrics):
-    """x0-prediction MSE of the normalized latent residual at a random diffusion time."""
+    """x0-prediction MSE of the normalized latent residual at a random diffusion time; a
+    quarter of the batch at t = 1 with a zero input (pure noise carries nothing), where the
+    prediction is the sampler's conditional mean."""
     hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
     lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob, cfg.noise_std)
-    cond, residual = latent_residual(net, hr, lr, scale)
+    cond, hidden, residual = latent_residual(net, hr, lr, scale)
     r0 = residual / net.cfg.residual_scale
     gen = torch.Generator(device=hr.device).manual_seed(int(rng.integers(2**31)))
     t = torch.rand(hr.shape[0], generator=gen, device=hr.device)
+    t[: max(1, hr.shape[0] // 4)] = 1.0
     ab = alpha_bar(t)[:, None, None, None]
     eps = torch.randn(r0.shape, generator=gen, device=hr.device)
-    x0 = net.refiner(ab.sqrt() * r0 + (1 - ab).sqrt() * eps, cond, t)
+    z_t = (ab.sqrt() * r0 + (1 - ab).sqrt() * eps) * (t < 1.0)[:, None, None, None]
+    x0 = net.refiner(z_t, cond, hidden, t)
     loss = F.mse_loss(x0, r0)
     return loss, ({"x0_mse": float(loss.detach())} if want_metrics else {})
 
@@ -120,7 +126,7 @@ def calibrate_residual_scale(net: HNDSR, images, cfg: StageConfig, device, batch
     for _ in range(batches):
         hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
         lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob)
-        stds.append(float(latent_residual(net, hr, lr, scale)[1].std()))
+        stds.append(float(latent_residual(net, hr, lr, scale)[2].std()))
     net.cfg.residual_scale = max(float(np.mean(stds)), 1e-4)
 
 

@@ -77,7 +77,12 @@ def train(pack_path: Path, out: Path, seconds: float, params: dict, batch: int, 
     up = HNDSRUpscaler(net, "tuning", device=device)
     ev = params["evaluate"]
     best, rows = tune_diffusion(
-        up, val_imgs, [2.0, 4.0], ev["diffusion_steps"], ev["temperatures"], ev["max_psnr_drop"]
+        up,
+        val_imgs,
+        ev["tune_scales"],
+        ev["diffusion_steps"],
+        ev["temperatures"],
+        ev["max_psnr_drop"],
     )
     net.cfg.steps, net.cfg.temperature = int(best["steps"]), float(best["temperature"])
     report["diffusion_tuning"] = {"chosen": best, "grid": rows}

@@ -3,7 +3,8 @@
     python -m training.train --stage autoencoder|operator|refiner [--params params.yaml]
 
 Stage 1 starts from fresh weights, stages 2 and 3 from the previous stage's checkpoint
-(``--init`` overrides, e.g. a checkpoint trained on a GPU). The resumable state lives in
+(``--init`` overrides, e.g. a checkpoint trained on a GPU; with ``--fresh`` only its
+earlier parts are kept and this stage's part starts anew). The resumable state lives in
 ``artifacts/state/<stage>-<config hash>.pt``, so an interrupted stage continues where it
 stopped, and only with the same configuration. The refiner stage ends by tuning the
 diffusion steps/temperature on the validation split. Everything is logged to MLflow.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
@@ -21,13 +23,20 @@ import torch
 import yaml
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sr_engine.checkpoint import file_sha256, read_network, resolve_device, save_checkpoint
+from sr_engine.checkpoint import (
+    card_path,
+    file_sha256,
+    read_network,
+    read_state,
+    resolve_device,
+    save_checkpoint,
+)
 from sr_engine.model import HNDSR, HNDSRConfig, HNDSRUpscaler
 from training.core import StageConfig, run_stage
 from training.data import read_pack, stack_images
 from training.samples import comparison_png
 from training.tracking import flatten, setup
-from training.tune import tune
+from training.tune import grid_metrics, tune
 
 PREVIOUS = {"operator": "autoencoder", "refiner": "operator"}
 
@@ -39,8 +48,23 @@ def stage_config(params: dict, stage: str) -> StageConfig:
     return StageConfig.from_dict({**shared, **train[stage]})
 
 
-def initial_network(params: dict, stage: str, out: Path, init: Path | None) -> HNDSR:
-    """Fresh weights (stage 1) or the previous stage's / ``init`` checkpoint."""
+def initial_network(
+    params: dict, stage: str, out: Path, init: Path | None, fresh: bool = False
+) -> HNDSR:
+    """Fresh weights (stage 1) or the previous stage's / ``init`` checkpoint.
+
+    ``fresh`` keeps the earlier parts of ``init`` and builds the trained part anew with the
+    architecture in ``params["model"]`` (e.g. a new refiner on a GPU-trained operator).
+    """
+    if init is not None and fresh:
+        cfg, state = read_state(init)
+        torch.manual_seed(int(params["train"].get("seed", 0)))
+        net = HNDSR(HNDSRConfig(**{**asdict(cfg), **params["model"]}))
+        kept = {k: v for k, v in state.items() if not k.startswith(f"{stage}.")}
+        missing, unexpected = net.load_state_dict(kept, strict=False)
+        if unexpected or any(not k.startswith(f"{stage}.") for k in missing):
+            raise SystemExit(f"{init} does not match params.yaml's model outside the {stage}")
+        return net
     if init is not None:
         return read_network(init)
     if stage == "autoencoder":
@@ -62,16 +86,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("artifacts/train"))
     parser.add_argument("--state-dir", type=Path, default=Path("artifacts/state"))
     parser.add_argument("--init", type=Path, default=None)
+    parser.add_argument(
+        "--fresh", action="store_true", help="with --init: train this stage's part from scratch"
+    )
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text())
     stage, cfg = args.stage, stage_config(params, args.stage)
     device = resolve_device(params["train"].get("device", "auto"))
-    net = initial_network(params, stage, args.out, args.init)
+    net = initial_network(params, stage, args.out, args.init, args.fresh)
     init_file = args.init or (
         args.out / f"{PREVIOUS[stage]}.safetensors" if stage in PREVIOUS else None
     )
     key = json.dumps(
-        [vars(cfg), params["model"], file_sha256(init_file) if init_file else None], sort_keys=True
+        [vars(cfg), params["model"], file_sha256(init_file) if init_file else None, args.fresh],
+        sort_keys=True,
     )
     state = args.state_dir / f"{stage}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     images = stack_images(read_pack(args.prepared / "train.npz"), device)
@@ -102,10 +130,12 @@ def main() -> None:
         )
         net.cpu()
         card: dict = {"stage": stage, "result": result}
+        if init_file is not None and card_path(init_file).is_file():
+            card["init"] = json.loads(card_path(init_file).read_text())
         if stage == "refiner":
             card["diffusion_tuning"] = tune(net, val, params["evaluate"])
             chosen = card["diffusion_tuning"]["chosen"]
-            mlflow.log_metrics({f"tuned_{k}": float(v) for k, v in chosen.items()})
+            mlflow.log_metrics({f"tuned_{k}": v for k, v in grid_metrics(chosen).items()})
         args.out.mkdir(parents=True, exist_ok=True)
         weights = args.out / f"{stage}.safetensors"
         save_checkpoint(net, weights, card)

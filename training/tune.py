@@ -27,7 +27,7 @@ def tune(net: HNDSR, val_images: list, ev: dict) -> dict:
     best, grid = tune_diffusion(
         HNDSRUpscaler(net, "tuning"),
         val_images[: ev["tune_images"]],
-        [2.0, 4.0],
+        ev["tune_scales"],
         ev["diffusion_steps"],
         ev["temperatures"],
         ev["max_psnr_drop"],
@@ -35,6 +35,14 @@ def tune(net: HNDSR, val_images: list, ev: dict) -> dict:
     )
     net.cfg.steps, net.cfg.temperature = int(best["steps"]), float(best["temperature"])
     return {"chosen": best, "grid": grid}
+
+
+def grid_metrics(row: dict) -> dict[str, float]:
+    """One grid row as flat MLflow metrics (``x4_margin`` etc. for the per-scale values)."""
+    flat = {k: float(v) for k, v in row.items() if k != "by_scale"}
+    for label, values in row["by_scale"].items():
+        flat.update({f"{label.replace('.', '_')}_{k}": float(v) for k, v in values.items()})
+    return flat
 
 
 def main() -> None:
@@ -56,7 +64,7 @@ def main() -> None:
     with mlflow.start_run(run_name="tune_diffusion"):
         mlflow.set_tags({"stage": "tune_diffusion", "source": str(args.checkpoint)})
         for i, row in enumerate(record["grid"]):
-            mlflow.log_metrics({k: float(v) for k, v in row.items()}, step=i)
+            mlflow.log_metrics(grid_metrics(row), step=i)
         mlflow.log_artifact(str(card_path(args.out / "hndsr.safetensors")))
 
 
