@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import signal
+import threading
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,19 @@ from cache.queue import DEFAULT_STREAM, Worker, enqueue, worker_client
 from sr_engine.gpu_metrics import register_gpu_metrics
 
 console = Console(soft_wrap=True)
+
+
+def stop_on_ctrl_c() -> threading.Event:
+    """An event that the first Ctrl-C sets (tiles in flight then finish, no new one starts);
+    a second Ctrl-C raises KeyboardInterrupt as usual."""
+    stop = threading.Event()
+
+    def first_interrupt(signum: int, frame: Any) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, first_interrupt)
+    return stop
 
 
 def load_app(factory: str) -> Any:
@@ -150,7 +165,7 @@ def register(cli: typer.Typer, app_factory: str) -> None:
             def advance(n: int) -> None:
                 progress.update(task, advance=n, rate=summary.rate)
 
-            interrupted = False
+            stop = stop_on_ctrl_c()
             try:
                 asyncio.run(
                     run_prewarm(
@@ -161,14 +176,14 @@ def register(cli: typer.Typer, app_factory: str) -> None:
                         summary,
                         progress_path,
                         advance,
+                        stop,
                     )
                 )
-            except KeyboardInterrupt:
-                interrupted = True
-            # Ctrl-C can also end the run quietly (the app's shutdown may absorb the
-            # cancellation), so a run that did not reach every tile counts as interrupted
-            reached = summary.done + summary.skipped + summary.failed
-            interrupted = interrupted or reached < summary.total
+            except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+                stop.set()
+            finally:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            interrupted = stop.is_set()
             if interrupted:
                 console.print(f"interrupted; rerun the same command to resume ({progress_path})")
         console.print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack
@@ -165,8 +166,10 @@ async def run_prewarm(
     summary: Summary,
     progress_file: Path | None = None,
     advance: Any = None,
+    stop: threading.Event | None = None,
 ) -> Summary:
-    """Request every tile (``concurrency`` at a time), skipping those in the progress file."""
+    """Request every tile (``concurrency`` at a time), skipping those in the progress file;
+    once ``stop`` is set, tiles in flight finish and no new one starts."""
     finished = read_progress(progress_file)
     pending = [t for t in tiles if tile_id(t) not in finished]
     queue = iter(pending)
@@ -178,6 +181,8 @@ async def run_prewarm(
 
     async def worker(client: httpx.AsyncClient) -> None:
         for tile in queue:
+            if stop is not None and stop.is_set():
+                return
             response = await client.get(source.path(tile))
             summary.statuses[response.status_code] = (
                 summary.statuses.get(response.status_code, 0) + 1

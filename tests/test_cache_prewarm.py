@@ -145,7 +145,7 @@ def test_prewarm_interrupted_by_ctrl_c_resumes(sample_scene: Path, tmp_path: Pat
         time.sleep(0.05)
     run.send_signal(signal.SIGINT)
     output = run.communicate(timeout=60)[0].decode()
-    assert run.returncode == 130 and "interrupted" in output
+    assert run.returncode == 130 and "interrupted" in output, output
     finished = progress.read_text().split()
     assert finished
 
