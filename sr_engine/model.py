@@ -347,14 +347,11 @@ class HNDSR(nn.Module):
         # t = 1 is pure noise: the prediction there is the conditional mean, computed from a
         # zero input (as trained), so it does not depend on the seed
         mean = x0 = self.refiner(torch.zeros_like(z), cond, hidden, times[0].expand(z.shape[0]))
-        for i in range(steps):
-            t, t_prev = times[i], times[i + 1]
-            if i > 0:
-                x0 = self.refiner(z, cond, hidden, t.expand(z.shape[0]))
-            if i + 1 < steps:
-                ab, ab_prev = alpha_bar(t), alpha_bar(t_prev)
-                eps = (z - ab.sqrt() * x0) / (1.0 - ab).clamp_min(1e-8).sqrt()
-                z = ab_prev.sqrt() * x0 + (1.0 - ab_prev).sqrt() * eps
+        for t_from, t in zip(times[: steps - 1], times[1:steps], strict=True):
+            ab_from, ab = alpha_bar(t_from), alpha_bar(t)
+            eps = (z - ab_from.sqrt() * x0) / (1.0 - ab_from).clamp_min(1e-8).sqrt()
+            z = ab.sqrt() * x0 + (1.0 - ab).sqrt() * eps
+            x0 = self.refiner(z, cond, hidden, t.expand(z.shape[0]))
         rs = self.cfg.residual_scale
         with_mean = self.ae.decode(cond + mean * rs)
         texture = self.ae.decode(cond + x0 * rs) - with_mean

@@ -85,54 +85,51 @@ def noise_control(fast: torch.Tensor, diff: torch.Tensor, hr: torch.Tensor, scal
     return luma_scores(matched_noise(a, target, torch.Generator().manual_seed(seed)), b)
 
 
+def diffusion_at_scale(up, pairs, fast, scale: float, seed: int, **kw) -> dict[str, float]:
+    """A diffusion setting (``kw``: steps, temperature) on ``pairs`` at one isotropic scale:
+    its PSNR drop against `fast`, its margin over the matched-noise control, its HF ratio."""
+    sxy = (scale, scale)
+    fast_psnr, d_psnr, hf, ctl = [], [], [], []
+    for f, (hr, lr) in zip(fast, pairs, strict=True):
+        d = model_sr(up, lr, hr.shape[-2:], sxy, "diffusion", seed, **kw)
+        sc = scores(d, hr, sxy)
+        fast_psnr.append(scores(f, hr, sxy)["psnr"])
+        d_psnr.append(sc["psnr"])
+        hf.append(sc["hf_ratio"])
+        ctl.append(noise_control(f, d, hr, sxy, seed)["psnr"])
+    return {
+        "psnr_drop": float(np.mean(fast_psnr) - np.mean(d_psnr)),
+        "margin": float(np.mean(d_psnr) - np.mean(ctl)),
+        "hf_ratio": float(np.mean(hf)),
+    }
+
+
 def tune_diffusion(up, images, scales, steps_list, temperatures, max_drop: float, seed: int = 0):
     """Pick (steps, temperature) on validation images, judged at the worst of ``scales``:
     HF ratio closest to 1 among settings that lose at most ``max_drop`` dB to `fast` at every
     scale and beat the matched-noise control at every scale (failing that, the one closest
     to that control within ``max_drop``)."""
-    rows = []
-    per_scale = {}
+    cases = {}
     for s in scales:
         pairs = [make_eval_pair(img, (s, s)) for img in images]
-        fast = [model_sr(up, lr, hr.shape[-2:], (s, s), "fast") for hr, lr in pairs]
-        fast_psnr = np.mean(
-            [scores(f, hr, (s, s))["psnr"] for f, (hr, _) in zip(fast, pairs, strict=True)]
-        )
-        per_scale[s] = (pairs, fast, fast_psnr)
+        cases[s] = (pairs, [model_sr(up, lr, hr.shape[-2:], (s, s), "fast") for hr, lr in pairs])
+    rows = []
     for steps in steps_list:
         for temp in temperatures:
-            drops, margins, hfs = {}, {}, {}
-            for s, (pairs, fast, fast_psnr) in per_scale.items():
-                d_psnr, hf, ctl = [], [], []
-                for f, (hr, lr) in zip(fast, pairs, strict=True):
-                    d = model_sr(
-                        up,
-                        lr,
-                        hr.shape[-2:],
-                        (s, s),
-                        "diffusion",
-                        seed,
-                        steps=steps,
-                        temperature=temp,
-                    )
-                    sc = scores(d, hr, (s, s))
-                    d_psnr.append(sc["psnr"])
-                    hf.append(sc["hf_ratio"])
-                    ctl.append(noise_control(f, d, hr, (s, s), seed)["psnr"])
-                drops[s] = float(fast_psnr - np.mean(d_psnr))
-                margins[s] = float(np.mean(d_psnr) - np.mean(ctl))
-                hfs[s] = float(np.mean(hf))
+            by_scale = {
+                f"x{s:g}": diffusion_at_scale(
+                    up, pairs, fast, s, seed, steps=steps, temperature=temp
+                )
+                for s, (pairs, fast) in cases.items()
+            }
             rows.append(
                 {
                     "steps": steps,
                     "temperature": temp,
-                    "psnr_drop": max(drops.values()),
-                    "hf_ratio": float(np.mean(list(hfs.values()))),
-                    "margin_over_noise_db": min(margins.values()),
-                    "by_scale": {
-                        f"x{s:g}": {"psnr_drop": drops[s], "margin": margins[s], "hf_ratio": hfs[s]}
-                        for s in scales
-                    },
+                    "psnr_drop": max(r["psnr_drop"] for r in by_scale.values()),
+                    "hf_ratio": float(np.mean([r["hf_ratio"] for r in by_scale.values()])),
+                    "margin_over_noise_db": min(r["margin"] for r in by_scale.values()),
+                    "by_scale": by_scale,
                 }
             )
     within = [r for r in rows if r["psnr_drop"] <= max_drop]
