@@ -109,3 +109,24 @@ def test_a_stage_resumes_from_its_last_state(tmp_path):
     )
     assert second["steps"] == 7
     assert done_steps == [5, 6, 7]
+
+
+def test_scene_areas_are_disjoint_full_height_stripes_inside_the_scene(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from training.data import scene_areas
+
+    path = tmp_path / "scene.tif"
+    profile = {"driver": "GTiff", "width": 300, "height": 120, "count": 3, "dtype": "uint8"}
+    with rasterio.open(path, "w", **profile, transform=from_origin(0, 0, 1, 1)) as dst:
+        dst.write(np.zeros((3, 120, 300), np.uint8))
+    areas = scene_areas(path)
+    assert set(areas) == {"train", "val", "test"}
+    windows = sorted((w, s) for s, ws in areas.items() for w in ws)
+    assert [s for _, s in windows] == ["train", "val", "test"]
+    for (a, _), (b, _) in zip(windows, windows[1:], strict=False):
+        assert a[2] + 16 <= b[0]  # a guard band between splits
+    for (col0, row0, col1, row1), _ in windows:
+        assert 0 <= col0 < col1 <= 300 and (row0, row1) == (0, 120)
+    assert windows[-1][0][2] == 300 and scene_areas(path) == areas

@@ -179,3 +179,30 @@ def make_pair(
     h, w = lr_size_for(height, sy), lr_size_for(width, sx)
     gen = torch.Generator(device=hr.device).manual_seed(int(rng.integers(2**31)))
     return degrade(hr, (h, w), noise_std, gen), (width / w, height / h)
+
+
+AREA_FRACTIONS = (("train", 0.0, 0.55), ("val", 0.55, 0.70), ("test", 0.70, 1.0))
+AREA_GUARD_PX = 16  # columns dropped at the start of val and test: no window spans two splits
+
+
+def scene_areas(path: str | Path) -> dict[str, list[tuple[int, int, int, int]]]:
+    """The by-area split of a georeferenced scene: pixel windows ``(col0, row0, col1, row1)``
+    (end-exclusive) in the scene's own pixel grid, per split.
+
+    The rule is deterministic and needs only the raster's size: vertical stripes of the
+    full height, train = columns [0, 55 %), val = [55 %, 70 %), test = [70 %, 100 %) of the
+    width, with the first ``AREA_GUARD_PX`` columns of val and test left out so that no
+    patch (nor its LR receptive field) of one split touches another. Training cuts its
+    patches inside the train windows only; ``training.evaluate_tiles`` scores inside the test
+    windows only.
+    """
+    import rasterio
+
+    with rasterio.open(path) as src:
+        width, height = src.width, src.height
+    areas: dict[str, list[tuple[int, int, int, int]]] = {}
+    for split, lo, hi in AREA_FRACTIONS:
+        col0 = round(lo * width) + (AREA_GUARD_PX if lo > 0 else 0)
+        col1 = round(hi * width)
+        areas[split] = [(col0, 0, col1, height)] if col1 > col0 else []
+    return areas
