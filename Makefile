@@ -33,6 +33,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy tileserver sr_engine cache cogs training
+	$(BIN)/lint-imports
 
 ## Install everything the tests need and run the whole suite
 test: system-deps install web-map lint

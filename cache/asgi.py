@@ -1,12 +1,17 @@
-"""The tile cache as a lean ASGI middleware in front of the ``/cog`` and ``/stac`` tile routes.
+"""The tile cache as a plain ASGI middleware in front of the ``/cog`` and ``/stac`` tile routes.
+
+``TileCache`` holds what both the middleware and the memory-hit fast path
+(``cache/fast_path.py``) use: the tiers, request resolution and answering with an entry.
+``TileCacheMiddleware(app, tiles=...)`` is a Starlette middleware (``app.add_middleware``).
 
 Hit path: parse path and query, allowlist check, dataset identity (TTL-cached, no stat),
 key, memory -> disk -> Redis, answer (``ETag``, ``Cache-Control``, ``X-Cache``, 304 on
-``If-None-Match``) without entering FastAPI. Miss path: one computation per key in the
-process (``SingleFlight``) and across processes (``RedisCoalescer``); the downstream app's
-200 responses are stored unless ``X-SR-Mode`` is ``degraded-bicubic``. A degraded response
-schedules a background recomputation of the same request, run with ``BACKGROUND_RECOMPUTE``
-set so that the SR backend queues it as a background job instead of degrading again.
+``If-None-Match``). Miss path: one computation per key in the process (``SingleFlight``;
+waiters counted in ``hndsr_http_coalesced_total``) and across processes
+(``RedisCoalescer``); the downstream app's 200 responses are stored unless ``X-SR-Mode`` is
+``degraded-bicubic``. A degraded response schedules a background recomputation of the same
+request, run with ``BACKGROUND_RECOMPUTE`` set so that the SR backend queues it as a
+background job instead of degrading again.
 
 The package does not import ``tileserver``: the allowlist check (a callable that raises for a
 source that may not be opened) and the model version are injected.
@@ -15,8 +20,6 @@ source that may not be opened) and the model version are injected.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -24,16 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from starlette.datastructures import Headers
-from starlette.middleware.cors import CORSMiddleware
-
 from cache.coalesce import RedisCoalescer
 from cache.entry import Entry, content_etag
 from cache.keys import DatasetIdentity, parse_tile_request, tile_cache_key
+from cache.metrics import HTTP_COALESCED
+from cache.recompute import BACKGROUND_RECOMPUTE
+from cache.singleflight import SingleFlight
 from cache.tiered import TieredCache, build_tiered_cache
 from cache.tiers import CacheTier
-from sr_engine.metrics import SR_COALESCED
-from sr_engine.singleflight import SingleFlight
+from sr_engine import DEGRADED_MODE
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-BACKGROUND_RECOMPUTE: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "hndsr_background_recompute", default=False
-)
-"""True while the cache recomputes a degraded tile: the SR backend should submit the job as a
-background job (wait for capacity) rather than degrade it again."""
-
-DEGRADED_MODE = "degraded-bicubic"
 LONG_CACHE_CONTROL = b"public, max-age=86400"
 SHORT_CACHE_CONTROL = b"public, max-age=10"
 REPLAYED_HEADERS = ("x-sr-mode", "x-sr-scale", "x-sr-model", "content-bbox", "content-crs")
@@ -121,62 +116,42 @@ class CacheSettings(Protocol):
     redis_url: str | None
 
 
-class TileCacheMiddleware:
-    """Cache tiles of ``/cog/tiles/...`` and ``/stac/tiles/...``; everything else passes through."""
+class TileCache:
+    """The tiers plus what every layer serving tiles needs: resolving a request to its key,
+    answering with a stored entry. Shared by ``TileCacheMiddleware`` and ``HitFastPath``."""
 
     def __init__(
         self,
-        app: ASGIApp | None,
-        *,
         cache: TieredCache,
+        *,
         check_source: Callable[[str], object],
         model_version: Callable[[], str],
         identity: DatasetIdentity | None = None,
-        coalescer: RedisCoalescer | None = None,
     ) -> None:
-        self.app: ASGIApp = app or _unbound
         self.cache = cache
         self.check_source = check_source
         self.model_version = model_version
         self.identity = identity or DatasetIdentity()
-        if coalescer is None and cache.redis is not None:
-            coalescer = RedisCoalescer(cache.redis)
-        self.coalescer = coalescer
-        self.flights: SingleFlight[str, Outcome] = SingleFlight()
-        self.background: dict[str, asyncio.Task[None]] = {}
         self._memo: dict[tuple[str, bytes], tuple[float, str, tuple[str, TileRoute] | None]] = {}
         self._entry_headers: dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], bytes]] = {}
 
-    def bind(self, app: ASGIApp) -> TileCacheMiddleware:
-        """Set the downstream app (a middleware factory for Starlette's ``add_middleware``)."""
-        self.app = app
-        return self
+    @classmethod
+    def from_settings(
+        cls,
+        settings: CacheSettings,
+        *,
+        check_source: Callable[[str], object],
+        model_version: Callable[[], str],
+    ) -> TileCache:
+        """Memory -> disk -> Redis tiers as ``settings`` say."""
+        cache = build_tiered_cache(
+            settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
+        )
+        return cls(cache, check_source=check_source, model_version=model_version)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
-            return await self.app(scope, receive, send)
-        resolved = await self.resolve(scope)
-        if resolved is None:
-            return await self.app(scope, receive, send)  # not a tile, or the app answers 4xx
-        key, scope["route"] = resolved  # the route template labels the request metrics
-        found = await self.cache.get(key)
-        if found is not None:
-            entry, tier = found
-            await self.send_entry(scope, send, entry, b"HIT-" + tier.encode())
-            return
-        outcome, shared = await self.flights.arun(key, lambda: self._compute(key, scope))
-        if shared:
-            SR_COALESCED.inc()
-        label = b"COALESCED" if shared else outcome.label
-        if outcome.entry is not None:
-            await self.send_entry(scope, send, outcome.entry, label)
-            return
-        headers = [*outcome.headers, (b"x-cache", label)]
-        if _header(outcome.headers, b"x-sr-mode") == DEGRADED_MODE.encode():
-            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
-            headers.append((b"cache-control", SHORT_CACHE_CONTROL))
-        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-        await send({"type": "http.response.body", "body": outcome.body})
+    def down_checks(self) -> dict[str, Callable[[], bool]]:
+        """``/readyz`` checks: ``cache-<tier>`` -> callable, True while that tier is down."""
+        return {f"cache-{tier.name}": _down_check(tier) for tier in self.cache.tiers}
 
     async def resolve(self, scope: Scope) -> tuple[str, TileRoute] | None:
         """Cache key and route of an allowed tile request, None for anything else.
@@ -240,6 +215,51 @@ class TileCacheMiddleware:
         await send({"type": "http.response.body", "body": entry.body})
         return 200
 
+
+class TileCacheMiddleware:
+    """Cache tiles of ``/cog/tiles/...`` and ``/stac/tiles/...``; everything else passes through.
+
+    A Starlette middleware: ``app.add_middleware(TileCacheMiddleware, tiles=TileCache(...))``.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, tiles: TileCache, coalescer: RedisCoalescer | None = None
+    ) -> None:
+        self.app = app
+        self.tiles = tiles
+        self.cache = tiles.cache
+        if coalescer is None and self.cache.redis is not None:
+            coalescer = RedisCoalescer(self.cache.redis)
+        self.coalescer = coalescer
+        self.flights: SingleFlight[str, Outcome] = SingleFlight()
+        self.background: dict[str, asyncio.Task[None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return await self.app(scope, receive, send)
+        resolved = await self.tiles.resolve(scope)
+        if resolved is None:
+            return await self.app(scope, receive, send)  # not a tile, or the app answers 4xx
+        key, scope["route"] = resolved  # the route template labels the request metrics
+        found = await self.cache.get(key)
+        if found is not None:
+            entry, tier = found
+            await self.tiles.send_entry(scope, send, entry, b"HIT-" + tier.encode())
+            return
+        outcome, shared = await self.flights.arun(key, lambda: self._compute(key, scope))
+        if shared:
+            HTTP_COALESCED.inc()
+        label = b"COALESCED" if shared else outcome.label
+        if outcome.entry is not None:
+            await self.tiles.send_entry(scope, send, outcome.entry, label)
+            return
+        headers = [*outcome.headers, (b"x-cache", label)]
+        if _header(outcome.headers, b"x-sr-mode") == DEGRADED_MODE.encode():
+            headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+            headers.append((b"cache-control", SHORT_CACHE_CONTROL))
+        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+        await send({"type": "http.response.body", "body": outcome.body})
+
     async def _compute(self, key: str, scope: Scope) -> Outcome:
         """Compute (or wait for another process computing) the response for ``key``."""
         token = None
@@ -297,112 +317,6 @@ class TileCacheMiddleware:
         entry = self._entry(status, headers, body)
         if entry is not None:
             await self.cache.set(key, entry)
-
-
-async def _unbound(scope: Scope, receive: Receive, send: Send) -> None:
-    raise RuntimeError("TileCacheMiddleware used before bind()")
-
-
-class HitFastPath:
-    """The outermost ASGI layer: answers memory hits before the framework's stack runs.
-
-    It does what the layers it skips would do for such a response: Starlette's CORS headers
-    (the app's own ``CORSMiddleware`` computes them; with any-origin and no credentials they
-    depend only on whether the request has an ``Origin``, so they are computed once per case)
-    and the request-duration histogram. Everything else goes down the full stack.
-    """
-
-    def __init__(
-        self, tile_cache: TileCacheMiddleware, cors: CORSMiddleware | None, request_metric: Any
-    ) -> None:
-        self.tile_cache = tile_cache
-        self.memory = tile_cache.cache.memory
-        self.cors = cors
-        self.request_metric = request_metric
-        self.app: ASGIApp = _unbound
-        self._observers: dict[tuple[str, int], Any] = {}
-        self._cors_headers: dict[bool, list[tuple[bytes, bytes]]] = {}
-
-    def bind(self, app: ASGIApp) -> HitFastPath:
-        """Put this layer in front of ``app`` (the built middleware stack)."""
-        self.app = app
-        return self
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.memory is not None and scope["type"] == "http" and scope["method"] == "GET":
-            started = time.perf_counter()
-            resolved = await self.tile_cache.resolve(scope)
-            entry = self.memory.peek(resolved[0]) if resolved is not None else None
-            if entry is not None and resolved is not None:
-                status = await self.tile_cache.send_entry(
-                    scope, await self._cors_send(scope, send), entry, b"HIT-memory"
-                )
-                observer = self._observers.get((resolved[1].path, status))
-                if observer is None:
-                    observer = self.request_metric.labels(resolved[1].path, str(status))
-                    self._observers[resolved[1].path, status] = observer
-                observer.observe(time.perf_counter() - started)
-                return
-        await self.app(scope, receive, send)
-
-    async def _cors_send(self, scope: Scope, send: Send) -> Send:
-        """``send`` with the CORS response headers added."""
-        cors = self.cors
-        if cors is None:
-            return send
-        request_headers = Headers(scope=scope)
-        if not cors.allow_all_origins or cors.allow_credentials:
-            return functools.partial(cors.send, send=send, request_headers=request_headers)
-        has_origin = "origin" in request_headers
-        extra = self._cors_headers.get(has_origin)
-        if extra is None:
-            probe: Message = {"type": "http.response.start", "status": 200, "headers": []}
-            await cors.send(probe, send=_ignore, request_headers=request_headers)
-            extra = self._cors_headers[has_origin] = list(probe["headers"])
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message["headers"], *extra]
-            await send(message)
-
-        return send_with_cors
-
-
-async def _ignore(message: Message) -> None:
-    return None
-
-
-def install_tile_cache(
-    app: Any,
-    settings: CacheSettings,
-    *,
-    check_source: Callable[[str], object],
-    model_version: Callable[[], str],
-    request_metric: Any = None,
-) -> dict[str, Callable[[], bool]]:
-    """Add the tile cache to a Starlette/FastAPI ``app``: the middleware where this is called
-    in the ``add_middleware`` sequence and, given the ``request_metric`` histogram (labels
-    route, status) that the outer layers record, the memory-hit fast path in front of all.
-
-    Returns ``/readyz`` checks: tier name -> callable, True while that tier is down.
-    """
-    cache = build_tiered_cache(
-        settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
-    )
-    tile_cache = TileCacheMiddleware(
-        None, cache=cache, check_source=check_source, model_version=model_version
-    )
-    app.add_middleware(tile_cache.bind)
-    if request_metric is not None:
-        build_stack = app.build_middleware_stack
-
-        def build_with_fast_path() -> ASGIApp:
-            cors = next((m for m in app.user_middleware if m.cls is CORSMiddleware), None)
-            cors_layer = CORSMiddleware(_unbound, *cors.args, **cors.kwargs) if cors else None
-            return HitFastPath(tile_cache, cors_layer, request_metric).bind(build_stack())
-
-        app.build_middleware_stack = build_with_fast_path
-    return {f"cache-{tier.name}": _down_check(tier) for tier in cache.tiers}
 
 
 def _down_check(tier: CacheTier) -> Callable[[], bool]:

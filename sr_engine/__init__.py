@@ -8,9 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from sr_engine.bicubic import BicubicUpscaler
-from sr_engine.interface import SR_MODES, ModelUnavailableError, Upscaler
+from sr_engine.interface import DEGRADED_MODE, SR_MODES, ModelUnavailableError, Upscaler
 
-__all__ = ["SR_MODES", "BicubicUpscaler", "ModelUnavailableError", "Upscaler", "load_model"]
+__all__ = [
+    "DEGRADED_MODE",
+    "SR_MODES",
+    "BicubicUpscaler",
+    "ModelUnavailableError",
+    "Upscaler",
+    "load_model",
+]
 
 
 def load_model(path: str | Path | None = None, device: str = "auto") -> Upscaler:

@@ -20,6 +20,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 SR_MODES = ("bicubic", "fast", "diffusion")
+DEGRADED_MODE = "degraded-bicubic"
+"""The mode a tile reports (``X-SR-Mode``) when a model mode fell back to bicubic under
+overload or failure; such tiles are never cached."""
 
 
 class ModelUnavailableError(RuntimeError):

@@ -11,11 +11,13 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import diskcache
+import httpx
 import pytest
 import redis
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
+from cache import HitFastPath
 from cache.entry import Entry
 from cache.prewarm import app_client
 from sr_engine import BicubicUpscaler
@@ -233,6 +235,74 @@ def test_memory_hits_from_the_fast_path_match_full_stack_responses(
     assert "X-Cache" in memory_hit.headers["access-control-expose-headers"]
     after = REGISTRY.get_sample_value("hndsr_http_request_duration_seconds_count", route)
     assert after - observed == 1
+
+
+def counted_samples() -> dict[tuple, float]:
+    """Request-duration counts and tile-cache lookups so far, by labels."""
+    names = ("hndsr_http_request_duration_seconds_count", "hndsr_tile_cache_total")
+    return {
+        (sample.name, *sorted(sample.labels.items())): sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name in names
+    }
+
+
+def delta(before: dict[tuple, float], after: dict[tuple, float]) -> dict[tuple, float]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+def test_fast_path_and_framework_stack_answer_the_same_request_alike(
+    serve, data_dir: Path, tmp_path: Path
+) -> None:
+    app = serve(data_dir, tmp_path / "cache")
+    first = app.get()
+    assert first.headers["x-cache"] == "MISS"
+    fast_path = app.app.middleware_stack
+    while not isinstance(fast_path, HitFastPath):
+        fast_path = fast_path.app
+    stack_calls = []
+    framework_stack = fast_path.app
+
+    async def counted_stack(scope, receive, send):
+        stack_calls.append(scope["path"])
+        await framework_stack(scope, receive, send)
+
+    fast_path.app = counted_stack
+    # the same request sent below the fast path: CORS -> metrics -> cache middleware -> app
+    below = httpx.AsyncClient(transport=httpx.ASGITransport(app=counted_stack), base_url="http://t")
+    query = {"url": str(data_dir / COG), "sr": "bicubic"}
+    cases = [{"Origin": "https://map.example"}, {}, {"If-None-Match": first.headers["etag"]}]
+    for request_headers in cases:
+        before = counted_samples()
+        via_fast_path = app.get(headers=request_headers)
+        between = counted_samples()
+        fast_counted = delta(before, between)
+        assert stack_calls == []  # answered in front of the stack
+        via_stack = app.runner.run(below.get(TILE, params=query, headers=request_headers))
+        stack_counted = delta(between, counted_samples())
+        assert stack_calls == [TILE]
+        stack_calls.clear()
+        assert via_fast_path.status_code == via_stack.status_code
+        assert dict(via_fast_path.headers) == dict(via_stack.headers)
+        assert via_fast_path.content == via_stack.content
+        assert via_fast_path.headers["x-cache"] == "HIT-memory"
+        assert fast_counted == stack_counted
+        status = str(via_fast_path.status_code)
+        labels = [
+            ("route", "/cog/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}"),
+            ("status", status),
+        ]
+        assert fast_counted[("hndsr_http_request_duration_seconds_count", *labels)] == 1
+        hit = ("hndsr_tile_cache_total", ("result", "hit"), ("tier", "memory"))
+        assert fast_counted[hit] == 1
+    assert via_fast_path.status_code == 304
+    cors = dict(app.get(headers=cases[0]).headers)
+    assert (
+        cors["access-control-allow-origin"] == "*"
+        and "X-Cache" in cors["access-control-expose-headers"]
+    )
+    app.runner.run(below.aclose())
 
 
 def test_hits_replay_their_own_headers_when_bodies_are_identical(

@@ -144,6 +144,7 @@ def test_dashboard_covers_the_operator_questions() -> None:
         "hndsr_sr_batch_size_bucket",  # SR batch sizes
         "hndsr_sr_queue_depth",
         "hndsr_sr_coalesced_total",
+        "hndsr_http_coalesced_total",
         "hndsr_sr_degraded_total",
         "hndsr_model_info",  # model version
         "hndsr_gpu_memory_used_bytes",

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from cache.asgi import BACKGROUND_RECOMPUTE
+from cache import BACKGROUND_RECOMPUTE
 from sr_engine import ModelUnavailableError
 from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.metrics import SR_DEGRADED

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sr_engine.singleflight import SingleFlight
+from cache.singleflight import SingleFlight
 from tests.apps.polling import wait_until
 
 

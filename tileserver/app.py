@@ -7,9 +7,16 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from morecantile import tms as default_tms
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from cache.asgi import install_tile_cache
+from cache import (
+    HitFastPath,
+    TileCache,
+    TileCacheMiddleware,
+    cors_replica,
+    request_duration_replica,
+)
 from sr_engine import Upscaler
 from tileserver.dependencies import SRParams, allowed_url, check_tile_index
 from tileserver.errors import install_error_handlers
@@ -28,6 +35,12 @@ SUPPORTED_TMS = default_tms.__class__(
     {name: default_tms.get(name) for name in ("WebMercatorQuad", "WorldCRS84Quad")}
 )
 EXPOSED_HEADERS = ["X-SR-Mode", "X-SR-Scale", "X-SR-Model", "X-Cache", "ETag"]
+CORS_OPTIONS: dict[str, Any] = {
+    "allow_origins": ["*"],
+    "allow_methods": ["GET"],
+    "allow_headers": ["*"],
+    "expose_headers": EXPOSED_HEADERS,
+}
 TILE_ROUTES = [
     {"path": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}", "method": "GET"},
     {"path": "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", "method": "GET"},
@@ -71,25 +84,26 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     install_error_handlers(app)
     mount_web_map(app)  # the web map at /; last route, a mount at / takes every other path
 
+    tiles = TileCache.from_settings(
+        settings,
+        check_source=app.state.sr_config.allowlist.check,
+        model_version=lambda: str(
+            app.state.sr_config.backend.model_status().get("version", "none")
+        ),
+    )
+    app.state.degraded_checks.update(tiles.down_checks())
+
     # Middleware, innermost first (each add_middleware wraps the previous ones).
     app.add_middleware(SRReportMiddleware)
-    app.state.degraded_checks.update(
-        install_tile_cache(
-            app,
-            settings,
-            check_source=app.state.sr_config.allowlist.check,
-            model_version=lambda: str(
-                app.state.sr_config.backend.model_status().get("version", "none")
-            ),
-            request_metric=REQUEST_DURATION,
-        )
-    )
-    app.add_middleware(RequestMetricsMiddleware)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET"],
-        allow_headers=["*"],
-        expose_headers=EXPOSED_HEADERS,
-    )
+    app.add_middleware(TileCacheMiddleware, tiles=tiles)
+    # The layers outside the cache, each with what the hit fast path does in its place.
+    # A middleware added here without its replica would be skipped by memory hits.
+    outside_cache = [
+        (Middleware(RequestMetricsMiddleware), request_duration_replica(REQUEST_DURATION)),
+        (Middleware(CORSMiddleware, **CORS_OPTIONS), cors_replica(**CORS_OPTIONS)),
+    ]
+    for middleware, _ in outside_cache:
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
+    # Outermost: memory hits end here (cache/fast_path.py).
+    app.add_middleware(HitFastPath, tiles=tiles, replicas=[replica for _, replica in outside_cache])
     return app

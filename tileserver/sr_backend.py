@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI
 
-from cache.asgi import BACKGROUND_RECOMPUTE, DEGRADED_MODE
-from sr_engine import BicubicUpscaler, ModelUnavailableError, Upscaler, load_model
+from cache import BACKGROUND_RECOMPUTE, SingleFlight
+from sr_engine import DEGRADED_MODE, BicubicUpscaler, ModelUnavailableError, Upscaler, load_model
 from sr_engine.device import device_config
 from sr_engine.metrics import (
     MODEL_INFO,
@@ -32,7 +32,6 @@ from sr_engine.metrics import (
     SR_TILES,
 )
 from sr_engine.runtime import Overloaded, SRRuntime
-from sr_engine.singleflight import SingleFlight
 from tileserver.settings import Settings
 
 log = logging.getLogger(__name__)
