@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 from morecantile import tms as default_tms
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
 
 from cache import (
     HitFastPath,
@@ -20,7 +21,7 @@ from cache import (
 from sr_engine import Upscaler
 from tileserver.dependencies import SRParams, allowed_url, check_tile_index
 from tileserver.errors import install_error_handlers
-from tileserver.factories import SRMultiBaseTilerFactory, SRTilerFactory, sr_wmts_extension
+from tileserver.factories import SRTileJSONExtension, sr_wmts_extension
 from tileserver.gdal_env import configure_gdal
 from tileserver.metrics import REQUEST_DURATION
 from tileserver.reader import SRConfig, SRReader, SRSTACReader
@@ -74,10 +75,10 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         "reader_dependency": SRParams,
         "supported_tms": SUPPORTED_TMS,
         "route_dependencies": [(TILE_ROUTES, [Depends(check_tile_index)])],
-        "extensions": [sr_wmts_extension()],
+        "extensions": [sr_wmts_extension(), SRTileJSONExtension()],
     }
-    cog = SRTilerFactory(reader=SRReader, router_prefix="/cog", **factory_options)
-    stac = SRMultiBaseTilerFactory(reader=SRSTACReader, router_prefix="/stac", **factory_options)
+    cog = TilerFactory(reader=SRReader, router_prefix="/cog", **factory_options)
+    stac = MultiBaseTilerFactory(reader=SRSTACReader, router_prefix="/stac", **factory_options)
     app.include_router(cog.router, prefix="/cog", tags=["Cloud Optimized GeoTIFF"])
     app.include_router(stac.router, prefix="/stac", tags=["STAC"])
     app.include_router(router)

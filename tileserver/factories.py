@@ -12,7 +12,7 @@ import jinja2
 from attrs import define
 from fastapi.routing import APIRoute
 from starlette.templating import Jinja2Templates
-from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
+from titiler.core.factory import BaseFactory, FactoryExtension
 from titiler.extensions import wmtsExtension
 
 from tileserver.sr_report import current_report
@@ -42,48 +42,33 @@ def dataset_layer_name(src_path: str) -> str:
     return PurePosixPath(urlsplit(src_path).path).stem or "dataset"
 
 
-def _describe_tilejson(factory: TilerFactory) -> None:
-    """Wrap the registered tilejson endpoint so its body carries the SR description."""
-    for index, route in enumerate(factory.router.routes):
-        if not (isinstance(route, APIRoute) and route.name == "tilejson"):
-            continue
-        endpoint = route.endpoint
+@define
+class SRTileJSONExtension(FactoryExtension):
+    """Wraps the factory's tilejson endpoint so its body says from which zoom tiles are
+    super-resolved (``description``); works on ``TilerFactory`` and ``MultiBaseTilerFactory``."""
 
-        @functools.wraps(endpoint)
-        def tilejson(*args: Any, _endpoint=endpoint, **kwargs: Any) -> dict[str, Any]:
-            body = _endpoint(*args, **kwargs)
-            info = current_report().zooms.get(str(kwargs.get("tileMatrixSetId")))
-            if info is not None:
-                body["description"] = info.describe()
-            return body
+    def register(self, factory: BaseFactory) -> None:
+        """Replace the registered tilejson route by one that adds the SR description."""
+        for index, route in enumerate(factory.router.routes):
+            if not (isinstance(route, APIRoute) and route.name == "tilejson"):
+                continue
+            endpoint = route.endpoint
 
-        factory.router.routes[index] = APIRoute(
-            route.path,
-            tilejson,
-            methods=list(route.methods or ["GET"]),
-            name=route.name,
-            response_model=route.response_model,
-            responses=route.responses,
-            response_model_exclude_none=route.response_model_exclude_none,
-            operation_id=route.operation_id,
-        )
+            @functools.wraps(endpoint)
+            def tilejson(*args: Any, _endpoint=endpoint, **kwargs: Any) -> dict[str, Any]:
+                body = _endpoint(*args, **kwargs)
+                info = current_report().zooms.get(str(kwargs.get("tileMatrixSetId")))
+                if info is not None:
+                    body["description"] = info.describe()
+                return body
 
-
-@define(kw_only=True)
-class SRTilerFactory(TilerFactory):
-    """``TilerFactory`` whose tilejson says from which zoom tiles are super-resolved."""
-
-    def tilejson(self) -> None:
-        """Register TiTiler's tilejson endpoint, with the SR description."""
-        super().tilejson()
-        _describe_tilejson(self)
-
-
-@define(kw_only=True)
-class SRMultiBaseTilerFactory(MultiBaseTilerFactory):
-    """``MultiBaseTilerFactory`` (STAC) whose tilejson says where SR starts."""
-
-    def tilejson(self) -> None:
-        """Register TiTiler's tilejson endpoint, with the SR description."""
-        super().tilejson()
-        _describe_tilejson(self)
+            factory.router.routes[index] = APIRoute(
+                route.path,
+                tilejson,
+                methods=list(route.methods or ["GET"]),
+                name=route.name,
+                response_model=route.response_model,
+                responses=route.responses,
+                response_model_exclude_none=route.response_model_exclude_none,
+                operation_id=route.operation_id,
+            )
