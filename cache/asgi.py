@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from cache.coalesce import RedisCoalescer
 from cache.entry import Entry, content_etag
-from cache.keys import DatasetIdentity, parse_tile_request, tile_cache_key
+from cache.keys import DatasetIdentity, RemoteIdentity, parse_tile_request, tile_cache_key
 from cache.metrics import HTTP_COALESCED
 from cache.recompute import BACKGROUND_RECOMPUTE
 from cache.singleflight import SingleFlight
@@ -142,12 +142,15 @@ class TileCache:
         *,
         check_source: Callable[[str], object],
         model_version: Callable[[], str],
+        remote_identity: RemoteIdentity | None = None,
     ) -> TileCache:
-        """Memory -> disk -> Redis tiers as ``settings`` say."""
+        """Memory -> disk -> Redis tiers as ``settings`` say; ``remote_identity`` gives the
+        dataset version (ETag) of remote sources for the keys."""
         cache = build_tiered_cache(
             settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
         )
-        return cls(cache, check_source=check_source, model_version=model_version)
+        identity = DatasetIdentity(remote=remote_identity)
+        return cls(cache, check_source=check_source, model_version=model_version, identity=identity)
 
     def down_checks(self) -> dict[str, Callable[[], bool]]:
         """``/readyz`` checks: ``cache-<tier>`` -> callable, True while that tier is down."""

@@ -1,7 +1,8 @@
 """Tile cache keys, exactly as DESIGN.md defines them.
 
 A key covers: the endpoint, the normalized dataset URL plus its identity (size and mtime, or
-the server's ETag; looked up at most once per ``ttl`` seconds so that hits do not stat), the
+the remote object's ETag/Last-Modified; looked up at most once per ``ttl`` seconds so that
+hits do not stat), the
 TMS, z/x/y, tile size, format, every render parameter (allowlisted, sorted by name; foreign
 ones such as WMTS ``service``/``version`` dropped), the SR mode, the model version and
 ``RENDER_VERSION``. The readable prefix lets ``cache purge`` select by model, dataset and zoom.
@@ -14,10 +15,9 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
-
-import httpx
 
 RENDER_VERSION = "1"
 """Bumped only when the same inputs render to different bytes."""
@@ -131,30 +131,31 @@ def dataset_hash(normalized_url: str) -> str:
     return hashlib.blake2b(normalized_url.encode(), digest_size=8).hexdigest()
 
 
-async def _remote_identity(client: httpx.AsyncClient, url: str) -> str:
-    try:
-        response = await client.head(url)
-    except httpx.HTTPError:
-        return "unreachable"
-    headers = response.headers
-    etag = headers.get("etag")
-    if etag:
-        return f"etag={etag}"
-    return f"lm={headers.get('last-modified', '')};len={headers.get('content-length', '')}"
+RemoteIdentity = Callable[[str], tuple[str, str]]
+"""``url -> (normalized url, version)`` of a remote source (blocking; run in a thread)."""
+
+
+def is_remote(url: str) -> bool:
+    """True for URLs other than ``file://`` and for GDAL ``/vsi*`` spellings."""
+    lower = url.lower()
+    return ("://" in lower and not lower.startswith("file://")) or lower.startswith("/vsi")
 
 
 class DatasetIdentity:
     """Normalized URL and version of a dataset, remembered for ``ttl`` seconds.
 
-    Local files: size and mtime (ns); HTTP(S): ``ETag``, else ``Last-Modified`` + length;
-    other schemes: the URL only. Only call it for URLs that passed the allowlist.
+    Local files: size and mtime (ns); remote sources: what ``remote`` answers (the server's
+    lookup: ETag, else Last-Modified and length; ``unavailable`` when the lookup fails);
+    without ``remote``, the URL only. Only call it for URLs that passed the allowlist.
     """
 
-    def __init__(self, ttl: float = 2.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, ttl: float = 2.0, max_entries: int = 10_000, remote: RemoteIdentity | None = None
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
+        self.remote = remote
         self._known: dict[str, tuple[float, str, str]] = {}
-        self._client: httpx.AsyncClient | None = None
 
     async def __call__(self, url: str) -> tuple[str, str]:
         """``(normalized url, version)`` of ``url``."""
@@ -162,14 +163,15 @@ class DatasetIdentity:
         known = self._known.get(url)
         if known is not None and known[0] > now:
             return known[1], known[2]
-        normalized = await asyncio.to_thread(normalize_url, url)
-        if normalized.startswith(("http://", "https://")):
-            if self._client is None:
-                self._client = httpx.AsyncClient(timeout=2.0, follow_redirects=False)
-            version = await _remote_identity(self._client, normalized)
-        elif "://" in normalized:
-            version = ""
+        if is_remote(url):
+            normalized, version = normalize_url(url), ""
+            if self.remote is not None:
+                try:
+                    normalized, version = await asyncio.to_thread(self.remote, url)
+                except Exception:  # the app answers the request (404/502/504): not cached
+                    version = "unavailable"
         else:
+            normalized = await asyncio.to_thread(normalize_url, url)
             try:
                 stat = os.stat(normalized)
                 version = f"size={stat.st_size};mtime={stat.st_mtime_ns}"

@@ -18,11 +18,7 @@ API cannot produce on demand: ``Cache-Control: no-store`` / ``private`` are hono
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,11 +30,10 @@ import morecantile
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.plugins.server import free_port
+from tests.plugins.nginx import NginxProcess
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "deploy" / "nginx" / "templates" / "default.conf.template"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SCENE_CENTER = (-54.5358, -25.3399)  # lon, lat of the Landsat 8 sample scene
 
 
@@ -47,16 +42,11 @@ def render_template(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), m.group(0)), text)
 
 
-class Nginx:
+class Nginx(NginxProcess):
     """nginx with the project's template, in a temporary prefix, as the current user."""
 
     def __init__(self, prefix: Path, upstream: str) -> None:
-        self.prefix = prefix
-        self.port = free_port()
-        self.access_log = prefix / "access.log"
-        self.error_log = prefix / "error.log"
-        for sub in ("conf.d", "cache", "temp"):
-            (prefix / sub).mkdir(parents=True, exist_ok=True)
+        super().__init__(prefix)
         env = {
             "NGINX_PORT": f"127.0.0.1:{self.port}",
             "NGINX_API_UPSTREAM": upstream,
@@ -67,60 +57,6 @@ class Nginx:
         rendered = render_template(TEMPLATE.read_text(), env)
         assert "${" not in rendered, "template variable left unrendered"
         (prefix / "conf.d" / "default.conf").write_text(rendered)
-        temp = prefix / "temp"
-        # as root nginx would switch its workers to `nobody`, who cannot enter pytest's
-        # private tmp folders; keep them on the current user
-        user = "user root root;\n" if os.geteuid() == 0 else ""
-        self.conf = prefix / "nginx.conf"
-        self.conf.write_text(
-            f"{user}worker_processes 1;\n"
-            f"pid {prefix / 'nginx.pid'};\n"
-            f"error_log {self.error_log} info;\n"
-            "events { worker_connections 512; }\n"
-            "http {\n"
-            f"  client_body_temp_path {temp / 'body'};\n"
-            f"  proxy_temp_path {temp / 'proxy'};\n"
-            f"  fastcgi_temp_path {temp / 'fastcgi'};\n"
-            f"  uwsgi_temp_path {temp / 'uwsgi'};\n"
-            f"  scgi_temp_path {temp / 'scgi'};\n"
-            f"  include {prefix / 'conf.d' / '*.conf'};\n"
-            "}\n"
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def command(self, *args: str) -> list[str]:
-        paths = ["-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log)]
-        return [NGINX, *paths, *args]
-
-    def check(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command("-t"), capture_output=True, text=True, timeout=30)
-
-    def start(self) -> str:
-        self.process = subprocess.Popen(self.command("-g", "daemon off;"))
-        url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.error_log.read_text()[-3000:]}")
-            try:
-                httpx.get(f"{url}/nginx-health", timeout=1)
-                return url
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_lines(self, needle: str) -> list[str]:
-        # the access log is written when a request completes; nothing is buffered
-        return [line for line in self.access_log.read_text().splitlines() if needle in line]
 
 
 @pytest.fixture

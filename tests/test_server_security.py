@@ -5,56 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.plugins.canary import Canary
 from tests.plugins.server import ServerPool
 
 SCENE = "landsat8/LC08_L1TP_224078_20200518_rgb8"
-
-
-class Canary:
-    """An HTTP server on 127.0.0.1 that records requests; optionally redirects them."""
-
-    def __init__(self, redirect_to: str | None = None) -> None:
-        self.requests: list[str] = []
-        canary = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                canary.requests.append(self.path)
-                if redirect_to:
-                    self.send_response(302)
-                    self.send_header("Location", redirect_to)
-                else:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                self.end_headers()
-
-            do_HEAD = do_GET
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def canary() -> Iterator[Canary]:
-    server = Canary()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,10 @@ from sr_engine import Upscaler
 from tileserver.dependencies import SRParams, allowed_url, check_tile_index
 from tileserver.errors import install_error_handlers
 from tileserver.factories import SRTileJSONExtension, sr_wmts_extension
-from tileserver.gdal_env import configure_gdal
 from tileserver.metrics import REQUEST_DURATION
 from tileserver.reader import SRConfig, SRReader, SRSTACReader
+from tileserver.remote_setup import build_allowlist
 from tileserver.routes import RequestMetricsMiddleware, router
-from tileserver.security import Allowlist
 from tileserver.settings import Settings, get_settings
 from tileserver.sr_backend import SRBackend, sr_lifespan
 from tileserver.sr_report import SRReportMiddleware
@@ -50,8 +49,8 @@ TILE_ROUTES = [
 
 def create_app(settings: Settings | None = None, upscaler: Upscaler | None = None) -> FastAPI:
     """Build the app. ``upscaler`` replaces the HNDSR model (tests inject stand-ins)."""
-    configure_gdal()
     settings = settings or get_settings()
+    allowlist = build_allowlist(settings)
     app = FastAPI(
         title="hndsr-tiles",
         description="TiTiler-compatible tile server that super-resolves past native resolution.",
@@ -63,7 +62,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         min_scale=settings.sr_min_scale,
         max_scale=settings.sr_max_scale,
         backend=SRBackend(settings, model=upscaler),
-        allowlist=Allowlist(settings.allowed_prefixes),
+        allowlist=allowlist,
     )
     # name -> callable returning True while that part runs in fallback (listed by /readyz)
     app.state.degraded_checks = {
@@ -87,7 +86,8 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
 
     tiles = TileCache.from_settings(
         settings,
-        check_source=app.state.sr_config.allowlist.check,
+        check_source=allowlist.check,
+        remote_identity=allowlist.remote_identity,
         model_version=lambda: str(
             app.state.sr_config.backend.model_status().get("version", "none")
         ),

@@ -403,8 +403,8 @@ class SRSTACReader(STACReader):
             self.maxzoom = info.maxzoom
 
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
-        """Asset info whose URL passed the allowlist."""
+        """Asset info whose URL passed the allowlist (remote: after checked redirects)."""
         assert self.sr_config is not None
         info = super()._get_asset_info(asset)
-        info["url"] = self.sr_config.allowlist.check(info["url"])
+        info["url"] = self.sr_config.allowlist.check_existing(info["url"])
         return info

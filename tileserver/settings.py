@@ -23,6 +23,27 @@ class Settings(BaseSettings):
         description="Comma-separated URL/path prefixes that may be opened; "
         "empty: the data directory.",
     )
+    remote_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for one HTTP request to a remote source (GDAL_HTTP_TIMEOUT "
+        "and the server's own lookups); past it the request answers 504.",
+    )
+    remote_connect_timeout_s: float = Field(
+        5.0, gt=0, description="Longest wait to connect to a remote (GDAL_HTTP_CONNECTTIMEOUT)."
+    )
+    remote_max_retry: int = Field(
+        1, ge=0, le=10, description="Retries of a remote request on 5xx/429 (GDAL_HTTP_MAX_RETRY)."
+    )
+    remote_retry_delay_s: float = Field(
+        0.5, ge=0, description="First delay between retries (GDAL_HTTP_RETRY_DELAY)."
+    )
+    remote_identity_ttl_s: float = Field(
+        10.0,
+        ge=0,
+        description="How long a remote object's lookup (final URL after redirects, ETag or "
+        "Last-Modified: the cache key's dataset version) is remembered.",
+    )
     cache_dir: Path = Field(Path("./cache-data"), description="Disk cache folder.")
     cache_size_mb: int = Field(1024, gt=0, description="Disk cache size limit in MB.")
     memory_cache_mb: int = Field(128, ge=0, description="In-process LRU size limit in MB.")
