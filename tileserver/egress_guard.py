@@ -56,9 +56,12 @@ class EgressGuard:
         return self
 
     def install(self) -> None:
-        """Point GDAL's HTTP client at the guard, for every scheme and host."""
-        os.environ["GDAL_HTTP_PROXY"] = self.proxy_url
-        os.environ["GDAL_HTTPS_PROXY"] = self.proxy_url
+        """Point this process's GDAL HTTP client at the guard, for every scheme and host (a
+        process-wide GDAL option, not an environment variable: child processes keep theirs)."""
+        from rasterio._env import set_gdal_config
+
+        for name in ("GDAL_HTTP_PROXY", "GDAL_HTTPS_PROXY"):
+            set_gdal_config(name, self.proxy_url)
         for name in ("NO_PROXY", "no_proxy"):  # libcurl would connect to these directly
             os.environ.pop(name, None)
 
