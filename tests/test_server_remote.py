@@ -6,6 +6,7 @@ object replaced in S3 gets new tiles (its new ETag is in the cache key)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -46,6 +47,12 @@ def setup(
     shutil.copy(sample_scene / SCENE, local)
     for sub in ("cogs", "other"):
         shutil.copy(local, remote_http.root / sub / "scene.tif")
+    item = json.loads((sample_scene / SCENE).with_suffix(".json").read_text())
+    item["assets"]["visual"]["href"] = "./scene.tif"  # relative: next to the item
+    for folder in (data, remote_http.root / "cogs"):
+        (folder / "item.json").write_text(json.dumps(item))
+    item["assets"]["visual"]["href"] = f"{remote_http.nginx.url}/other/scene.tif"
+    (remote_http.root / "cogs" / "outside-item.json").write_text(json.dumps(item))
     s3 = s3_server.client()
     for bucket in (BUCKET, OTHER_BUCKET):
         s3.create_bucket(Bucket=bucket)
@@ -106,6 +113,20 @@ def test_remote_cog_equals_the_local_file(setup, remote_http, spelling):
         assert remote.content == local.content, path
     assert get(setup, SR_TILE, setup["local"], sr="bicubic").headers["x-sr-mode"] == "bicubic"
     assert remote_http.canary.requests == []
+
+
+def test_remote_stac_item_and_its_assets(setup, remote_http):
+    """A STAC item fetched from nginx, its relative asset href resolved to nginx: the same
+    tile as the local item; an asset href outside the prefix is 403 before any request."""
+    stac_tile = NATIVE_TILE.replace("/cog/", "/stac/")
+    local = get(setup, stac_tile, str(Path(setup["local"]).parent / "item.json"), assets="visual")
+    remote = get(setup, stac_tile, f"{setup['nginx']}/cogs/item.json", assets="visual")
+    assert remote.status_code == 200, remote.text
+    assert remote.content == local.content
+    before = len(remote_http.nginx.log_lines("/other/"))
+    outside = get(setup, stac_tile, f"{setup['nginx']}/cogs/outside-item.json", assets="visual")
+    assert outside.status_code == 403, outside.text
+    assert len(remote_http.nginx.log_lines("/other/")) == before
 
 
 PROBES = {
