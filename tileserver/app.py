@@ -6,10 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from morecantile import tms as default_tms
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
+from titiler.extensions import (
+    cogValidateExtension,
+    cogViewerExtension,
+    stacExtension,
+    stacViewerExtension,
+)
 
 from cache import (
     HitFastPath,
@@ -21,8 +26,10 @@ from cache import (
 from sr_engine import Upscaler
 from tileserver.dependencies import SRParams, allowed_url, check_tile_index
 from tileserver.errors import install_error_handlers
-from tileserver.factories import SRTileJSONExtension, sr_wmts_extension
+from tileserver.factories import SRStacRenderExtension, SRTileJSONExtension
+from tileserver.head import HeadAsGetMiddleware
 from tileserver.metrics import REQUEST_DURATION
+from tileserver.ogc import include_ogc_routes
 from tileserver.reader import SRConfig, SRReader, SRSTACReader
 from tileserver.remote_setup import build_allowlist
 from tileserver.routes import RequestMetricsMiddleware, router
@@ -30,10 +37,9 @@ from tileserver.settings import Settings, get_settings
 from tileserver.sr_backend import SRBackend, sr_lifespan
 from tileserver.sr_report import SRReportMiddleware
 from tileserver.static import mount_web_map
+from tileserver.tms import SUPPORTED_TMS, tms_subset
+from tileserver.wmts import SRWMTSExtension
 
-SUPPORTED_TMS = default_tms.__class__(
-    {name: default_tms.get(name) for name in ("WebMercatorQuad", "WorldCRS84Quad")}
-)
 EXPOSED_HEADERS = ["X-SR-Mode", "X-SR-Scale", "X-SR-Model", "X-Cache", "ETag"]
 CORS_OPTIONS: dict[str, Any] = {
     "allow_origins": ["*"],
@@ -69,18 +75,42 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         "model": lambda: app.state.sr_config.backend.model is None,
     }
 
+    wmts = SRWMTSExtension(wmts_tms=tms_subset(settings.wmts_tms))
     factory_options: dict[str, Any] = {
         "path_dependency": allowed_url,
         "reader_dependency": SRParams,
         "supported_tms": SUPPORTED_TMS,
         "route_dependencies": [(TILE_ROUTES, [Depends(check_tile_index)])],
-        "extensions": [sr_wmts_extension(), SRTileJSONExtension()],
+        "add_ogc_maps": True,
     }
-    cog = TilerFactory(reader=SRReader, router_prefix="/cog", **factory_options)
-    stac = MultiBaseTilerFactory(reader=SRSTACReader, router_prefix="/stac", **factory_options)
+    cog = TilerFactory(
+        reader=SRReader,
+        router_prefix="/cog",
+        extensions=[
+            cogValidateExtension(),
+            cogViewerExtension(),
+            stacExtension(),
+            wmts,
+            SRTileJSONExtension(),
+        ],
+        **factory_options,
+    )
+    stac = MultiBaseTilerFactory(
+        reader=SRSTACReader,
+        router_prefix="/stac",
+        get_renders=lambda src: src.item.properties.get("renders", {}),  # type: ignore[attr-defined]
+        extensions=[
+            stacViewerExtension(),
+            SRStacRenderExtension(sr_config=app.state.sr_config),
+            wmts,
+            SRTileJSONExtension(),
+        ],
+        **factory_options,
+    )
     app.include_router(cog.router, prefix="/cog", tags=["Cloud Optimized GeoTIFF"])
     app.include_router(stac.router, prefix="/stac", tags=["STAC"])
     app.include_router(router)
+    include_ogc_routes(app, [cog, stac])
     install_error_handlers(app)
     mount_web_map(app)  # the web map at /; last route, a mount at / takes every other path
 
@@ -105,6 +135,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     ]
     for middleware, _ in outside_cache:
         app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
-    # Outermost: memory hits end here (cache/fast_path.py).
+    # Memory hits end here (cache/fast_path.py); only the HEAD rewrite is outside it.
     app.add_middleware(HitFastPath, tiles=tiles, replicas=[replica for _, replica in outside_cache])
+    app.add_middleware(HeadAsGetMiddleware)  # HEAD runs as GET (memory hits included)
     return app

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from fastapi import Path, Query, Request
 from morecantile import TileMatrixSet
+from rio_tiler.errors import TileOutsideBounds
 from titiler.core.dependencies import DefaultDependency
 
-from tileserver.errors import InvalidTileIndexError
 from tileserver.reader import SRConfig
 
 SRMode = Literal["auto", "off", "bicubic", "fast", "diffusion"]
@@ -66,15 +66,14 @@ def check_tile_index(
     x: Annotated[int, Path()],
     y: Annotated[int, Path()],
 ) -> None:
-    """400 for z/x/y outside the TileMatrixSet, before the dataset is opened."""
+    """404 for z/x/y outside the TileMatrixSet (as TiTiler answers), before anything opens."""
     tms_set = request.app.state.supported_tms
     if tileMatrixSetId not in tms_set.list():
         return  # the route's own validation answers 422
     tms: TileMatrixSet = tms_set.get(tileMatrixSetId)
-    if not tms.minzoom <= z <= tms.maxzoom:
-        raise InvalidTileIndexError(f"z must be in {tms.minzoom}..{tms.maxzoom}")
-    matrix = tms.matrix(z)
-    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
-        raise InvalidTileIndexError(
-            f"x/y outside the {matrix.matrixWidth}x{matrix.matrixHeight} matrix"
-        )
+    inside = tms.minzoom <= z <= tms.maxzoom
+    if inside:
+        matrix = tms.matrix(z)
+        inside = 0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight
+    if not inside:
+        raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")

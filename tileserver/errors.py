@@ -50,17 +50,12 @@ class RemoteUnavailableError(Exception):
         super().__init__("remote source unavailable")
 
 
-class InvalidTileIndexError(Exception):
-    """z/x/y outside the TileMatrixSet (negative, beyond the matrix, or too deep)."""
-
-
 STATUS_CODES: dict[type[Exception], int] = {
     **DEFAULT_STATUS_CODES,
     SourceNotAllowedError: 403,
     DatasetNotFoundError: 404,
     RemoteTimeoutError: 504,
     RemoteUnavailableError: 502,
-    InvalidTileIndexError: 400,
 }
 
 

@@ -1,45 +1,46 @@
-"""TiTiler factories that say where super-resolution starts (tilejson ``description``,
-WMTS layer ``Abstract``); everything else is TiTiler's own."""
+"""Factory extensions: the SR description in tilejson, TiTiler's ``/renders`` with the
+app's SR configuration, and the view of a factory that extensions register against where
+they need another reader or TMS list (WMTS: ``tileserver.wmts``)."""
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
-import jinja2
-from attrs import define
+from attrs import define, field
 from fastapi.routing import APIRoute
-from starlette.templating import Jinja2Templates
 from titiler.core.factory import BaseFactory, FactoryExtension
-from titiler.extensions import wmtsExtension
+from titiler.extensions import stacRenderExtension
 
+from tileserver.reader import SRConfig
 from tileserver.sr_report import current_report
 
-TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+class FactoryView:
+    """A factory with some attributes replaced, for an extension to register against
+    (routes still go to the factory's router)."""
+
+    def __init__(self, factory: BaseFactory, **overrides: Any) -> None:
+        self._factory = factory
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        return getattr(self._factory, name)
 
 
-def _sr_abstract(tms_id: str) -> str:
-    info = current_report().zooms.get(tms_id)
-    return info.describe() if info else ""
+@define
+class SRStacRenderExtension(stacRenderExtension):
+    """TiTiler's ``/renders`` endpoints; they open the item without reader options, so the
+    reader gets the app's SR configuration (allowlist included) here."""
 
+    sr_config: SRConfig = field(kw_only=True)
 
-def sr_wmts_extension() -> wmtsExtension:
-    """TiTiler's WMTS extension with a layer ``Abstract`` naming the SR zooms."""
-    env = jinja2.Environment(
-        autoescape=jinja2.select_autoescape(["xml"]),
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-    )
-    env.globals["sr_abstract"] = _sr_abstract
-    return wmtsExtension(
-        templates=Jinja2Templates(env=env), layer_identifier_provider=dataset_layer_name
-    )
-
-
-def dataset_layer_name(src_path: str) -> str:
-    """WMTS layer name of a dataset: its file stem (``.../scene.tif`` -> ``scene``)."""
-    return PurePosixPath(urlsplit(src_path).path).stem or "dataset"
+    def register(self, factory: BaseFactory) -> None:  # type: ignore[override]
+        """Register ``/renders`` and ``/renders/{render_id}``."""
+        reader = functools.partial(factory.reader, sr_config=self.sr_config)  # type: ignore[attr-defined]
+        super().register(FactoryView(factory, reader=reader))  # type: ignore[arg-type]
 
 
 @define

@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tileserver.tms import DEFAULT_WMTS_TMS, tms_subset
+
 
 class Settings(BaseSettings):
     """hndsr-tiles settings (environment prefix ``HNDSR_``)."""
@@ -66,7 +68,19 @@ class Settings(BaseSettings):
         "0: no budget (only the queue limit applies).",
     )
 
-    @field_validator("allowed_sources", mode="before")
+    wmts_tms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_WMTS_TMS),
+        description="Comma-separated tile matrix sets that WMTSCapabilities.xml lists "
+        "(tile routes accept all 13 of morecantile's).",
+    )
+
+    @field_validator("wmts_tms", mode="after")
+    @classmethod
+    def _known_tms(cls, value: list[str]) -> list[str]:
+        tms_subset(value)  # ValueError naming the unknown ones
+        return value
+
+    @field_validator("allowed_sources", "wmts_tms", mode="before")
     @classmethod
     def _split_sources(cls, value: object) -> object:
         if isinstance(value, str):

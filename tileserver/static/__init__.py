@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from starlette.responses import HTMLResponse
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -25,6 +25,14 @@ then reload. The tile endpoints work without it: <a href="/catalog">/catalog</a>
 """
 
 
+def web_map_page(directory: Path = WEB_MAP_DIR) -> Response:
+    """The web map's ``index.html``, or the how-to-build page (503) before it is built."""
+    index = directory / "index.html"
+    if not index.is_file():
+        return HTMLResponse(NOT_BUILT, status_code=503)
+    return FileResponse(index, media_type="text/html")
+
+
 class WebMap:
     """ASGI app: the built folder through ``StaticFiles(html=True)``, or the how-to-build page."""
 
@@ -34,7 +42,7 @@ class WebMap:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not (self.directory / "index.html").is_file():
-            await HTMLResponse(NOT_BUILT, status_code=503)(scope, receive, send)
+            await web_map_page(self.directory)(scope, receive, send)
             return
         await self.files(scope, receive, send)
 
