@@ -75,9 +75,12 @@ def served_tile(server_url: str, cog: str, tile) -> np.ndarray:
     return np.moveaxis(np.asarray(Image.open(io.BytesIO(response.content))), -1, 0)
 
 
-def test_gdal_wmts_driver_reads_sr_tiles(server_url, cog, centre, tmp_path):
+@pytest.mark.parametrize("layer_id", ["titiler", "stem"])
+def test_gdal_wmts_driver_reads_sr_tiles(server_url, cog, centre, tmp_path, layer_id):
+    """By TiTiler's layer id (``<url>_<tms>_default``) and by the stem id of earlier releases."""
     capabilities = f"{server_url}/cog/WMTSCapabilities.xml?{urlencode({'url': cog})}"
-    source = f"WMTS:{capabilities},layer={LAYER},tilematrixset=WebMercatorQuad,zoom_level={Z}"
+    layer = f"{cog}_WebMercatorQuad_default" if layer_id == "titiler" else LAYER
+    source = f"WMTS:{capabilities},layer={layer},tilematrixset=WebMercatorQuad,zoom_level={Z}"
     bounds = WEB_MERCATOR.xy_bounds(centre)
     data, meta = gdal_read(source, bounds.left, bounds.top, tmp_path / "wmts.npy")
     assert meta["res"][0] == pytest.approx(WEB_MERCATOR.matrix(Z).cellSize)
@@ -111,6 +114,7 @@ def test_gdal_tms_minidriver_reads_sr_tiles(server_url, cog, centre, tmp_path):
 def test_owslib_parses_capabilities_and_fetches_a_tile(server_url, cog, centre):
     wmts = WebMapTileService(f"{server_url}/cog/WMTSCapabilities.xml?{urlencode({'url': cog})}")
     assert LAYER in wmts.contents
+    assert f"{cog}_WebMercatorQuad_default" in wmts.contents  # TiTiler's id
     layer = wmts.contents[LAYER]
     assert "super-resolved" in layer.abstract
     assert set(wmts.tilematrixsets) == {"WebMercatorQuad", "WorldCRS84Quad"}
