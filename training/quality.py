@@ -39,6 +39,11 @@ def _gauss(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (Gaussian 11x11, sigma 1.5) of (N, 1, H, W) images in [0, 1]."""
+    return ssim_map(a, b).flatten(1).mean(1)
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Local SSIM (N, 1, H - 10, W - 10): one value per 11x11 window fully inside the image."""
     g = _gauss().to(a)
     kernel = (g[:, None] * g[None, :])[None, None]
     blur = lambda x: F.conv2d(x, kernel)  # noqa: E731
@@ -49,7 +54,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     cov = blur(a * b) - mu_a * mu_b
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    return (num / den).flatten(1).mean(1)
+    return num / den
 
 
 def _hf_mask(shape: tuple[int, int], device: torch.device) -> torch.Tensor:

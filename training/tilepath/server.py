@@ -1,0 +1,163 @@
+"""The real tile server the evaluation scores through: ``uvicorn tileserver.app:create_app``
+in a subprocess on a free 127.0.0.1 port, serving one folder with one checkpoint, and a
+client for its ``.npy`` tiles (lossless: the raw tile values with the mask as last band).
+
+A subprocess keeps the training package free of imports from the server package.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 120.0
+BOUND_MESSAGE = b"Uvicorn running on"
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class TileArray:
+    """One tile as served: values ``(C, H, W)``, validity ``(H, W)`` and the SR headers."""
+
+    values: np.ndarray
+    valid: np.ndarray
+    sr_mode: str
+    sr_model: str
+
+
+class TileServer:
+    """Context manager: a uvicorn server on ``data_dir`` with ``checkpoint``, and its client.
+
+    Only ``data_dir`` may be opened; tiles are never cached across runs (the cache folder is
+    fresh), explicit SR modes have no latency budget (a slow machine gets slow tiles, not
+    503s), and no Redis tier is used.
+    """
+
+    def __init__(self, data_dir: Path, checkpoint: Path, run_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self.checkpoint = checkpoint.resolve()
+        self.run_dir = run_dir
+        self.log_path = run_dir / "server.log"
+        self.process: subprocess.Popen | None = None
+        self.client: httpx.Client | None = None
+
+    def __enter__(self) -> TileServer:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HNDSR_")}
+        env.update(
+            HNDSR_DATA_DIR=str(self.data_dir),
+            HNDSR_ALLOWED_SOURCES=str(self.data_dir),
+            HNDSR_MODEL_PATH=str(self.checkpoint),
+            HNDSR_CACHE_DIR=str(self.run_dir / "cache"),
+            HNDSR_SR_LATENCY_BUDGET_MS="0",
+        )
+        command = [sys.executable, "-m", "uvicorn", "tileserver.app:create_app", "--factory"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600.0)
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _wait_healthy(self) -> None:
+        assert self.process is not None and self.client is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"tile server exited with {self.process.returncode}:\n{self.log}"
+                )
+            if BOUND_MESSAGE in self.log_path.read_bytes():  # our uvicorn, not a squatter
+                try:
+                    if self.client.get("/healthz", timeout=2.0).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError(f"tile server not healthy after {START_TIMEOUT_S} s:\n{self.log}")
+
+    @property
+    def log(self) -> str:
+        """The end of the server's log."""
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        """GET a JSON document (raises on an error status)."""
+        assert self.client is not None
+        response = self.client.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def native_zoom(self, dataset: Path) -> int:
+        """rio-tiler's native zoom of ``dataset`` as the server's catalog reports it."""
+        for entry in self.get_json("/catalog"):
+            if Path(entry["url"]).resolve() == dataset.resolve():
+                return int(entry["native_maxzoom"])
+        raise RuntimeError(f"{dataset} is not in the server's catalog:\n{self.log}")
+
+    def model(self) -> dict[str, Any]:
+        """The model status the server reports in /readyz."""
+        return dict(self.get_json("/readyz")["model"])
+
+    def tile(
+        self, dataset: Path, z: int, x: int, y: int, tile_size: int, **params: str
+    ) -> TileArray:
+        """A WebMercatorQuad tile of ``dataset`` as ``.npy``, with ``params`` (``sr``...)."""
+        assert self.client is not None
+        response = self.client.get(
+            f"/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.npy",
+            params={"url": str(dataset), "tilesize": tile_size, **params},
+        )
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"tile {z}/{x}/{y} of {dataset.name} {params}: HTTP {response.status_code} "
+                f"{response.text[:500]}"
+            )
+        array = np.load(io.BytesIO(response.content))
+        return TileArray(
+            values=array[:-1],
+            valid=array[-1] > 0,
+            sr_mode=response.headers.get("x-sr-mode", ""),
+            sr_model=response.headers.get("x-sr-model", ""),
+        )
