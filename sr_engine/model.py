@@ -42,6 +42,8 @@ class HNDSRConfig:
 
     feats: int = 32  # encoder width (LR)
     blocks: int = 4  # residual blocks in the encoder
+    wide_blocks: int = 0  # residual blocks widened to ``wide_feats`` inside, after ``blocks``
+    wide_feats: int = 64
     hidden: int = 64  # decoder MLP width
     harmonics: int = 2  # Fourier harmonics of the sub-pixel phase
     latent: int = 8  # autoencoder latent channels (full resolution)
@@ -54,7 +56,7 @@ class HNDSRConfig:
 
     def encoder_radius(self) -> int:
         """LR pixels an encoder feature depends on, on each side (local mean + convs)."""
-        return 1 + 1 + 2 * self.blocks + 1
+        return 1 + 1 + 2 * (self.blocks + self.wide_blocks) + 1
 
     def fast_halo(self) -> int:
         """LR context the `fast` mode needs: encoder radius + bilinear support + rounding."""
@@ -133,12 +135,16 @@ def local_mean(x: torch.Tensor, radius: int = 1) -> torch.Tensor:
 
 
 class ResBlock(nn.Module):
-    """conv-relu-conv with a skip; bias-free so that zero input gives zero output."""
+    """conv-relu-conv with a skip (``ch`` -> ``inner`` -> ``ch``); bias-free so that zero
+    input gives zero output. ``zero_init`` starts the block as the identity, so blocks can be
+    added to a trained encoder without changing what it computes."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, inner: int | None = None, zero_init: bool = False):
         super().__init__()
-        self.conv1 = _conv(ch, ch, bias=False)
-        self.conv2 = _conv(ch, ch, bias=False)
+        self.conv1 = _conv(ch, inner or ch, bias=False)
+        self.conv2 = _conv(inner or ch, ch, bias=False)
+        if zero_init:
+            nn.init.zeros_(self.conv2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x)))
@@ -175,6 +181,9 @@ class Operator(nn.Module):
         self.cfg = cfg
         self.head = _conv(3, cfg.feats, bias=False)
         self.body = nn.Sequential(*[ResBlock(cfg.feats) for _ in range(cfg.blocks)])
+        self.wide = nn.Sequential(
+            *[ResBlock(cfg.feats, cfg.wide_feats, zero_init=True) for _ in range(cfg.wide_blocks)]
+        )
         self.last = _conv(cfg.feats, cfg.feats, bias=False)
         # decoder MLP (per output pixel, channels-last): bias-free, modulated by position
         self.tail = nn.Linear(cfg.feats, cfg.hidden, bias=False)
@@ -186,7 +195,8 @@ class Operator(nn.Module):
 
     def features(self, lr: torch.Tensor) -> torch.Tensor:
         """Encoder features (N, h, w, feats) of the local detail ``lr - local_mean(lr)``."""
-        return self.last(self.body(self.head(lr - local_mean(lr)))).permute(0, 2, 3, 1)
+        x = self.wide(self.body(self.head(lr - local_mean(lr))))
+        return self.last(x).permute(0, 2, 3, 1)
 
     def phase(self, coords: torch.Tensor) -> torch.Tensor:
         """Fourier encoding (N, L, 2*harmonics) of LR coordinates: continuous, period 1 px."""

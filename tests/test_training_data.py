@@ -43,7 +43,7 @@ def test_training_pairs_have_the_exact_scale_and_8_bit_values():
     rng = np.random.default_rng(1)
     hr = torch.rand(2, 3, 48, 40)
     for _ in range(20):
-        lr, (sx, sy) = make_pair(hr, rng, 1.1, 8.0, 0.5)
+        lr, (sx, sy), _ = make_pair(hr, rng, 1.1, 8.0, 0.5)
         assert 1.0 < sx <= 8.0 and 1.0 < sy <= 8.0
         assert lr.shape[-1] * sx == pytest.approx(40) and lr.shape[-2] * sy == pytest.approx(48)
         np.testing.assert_allclose(lr * 255, (lr * 255).round(), atol=1e-4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from sr_engine.bicubic import bicubic_sample
 from sr_engine.model import HNDSR, alpha_bar
 from training.data import make_pair, sample_batch
+from training.degradations import DegradationConfig
 
 STAGES = ("autoencoder", "operator", "refiner")
 
@@ -39,7 +40,7 @@ class StageConfig:
     scale_min: float = 1.1
     scale_max: float = 8.0
     aniso_prob: float = 0.2
-    noise_std: float = 0.0
+    degradations: dict = field(default_factory=dict)  # DegradationConfig; {} = protocol only
     log_every: int = 50
     ckpt_every: int = 200
     seed: int = 0
@@ -48,6 +49,12 @@ class StageConfig:
     def from_dict(cls, data: dict) -> StageConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def make_training_pair(hr: torch.Tensor, cfg: StageConfig, rng: np.random.Generator):
+    """(lr, scale, origins) for a HR batch under the stage's scale range and degradations."""
+    deg = DegradationConfig.from_dict(cfg.degradations)
+    return make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob, deg)
 
 
 def part_of(net: HNDSR, stage: str) -> torch.nn.Module:
@@ -71,8 +78,7 @@ def autoencoder_step(net, images, cfg, rng, device, want_metrics):
 def operator_step(net, images, cfg, rng, device, want_metrics):
     """L1 of the operator's output at a random continuous (maybe anisotropic) scale."""
     hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
-    lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob, cfg.noise_std)
-    origins = np.zeros((hr.shape[0], 2))
+    lr, scale, origins = make_training_pair(hr, cfg, rng)
     pred = net.operator(lr, scale, hr.shape[-2:], origins)[0]
     loss = F.l1_loss(pred, hr)
     metrics = {}
@@ -86,11 +92,10 @@ def operator_step(net, images, cfg, rng, device, want_metrics):
     return loss, metrics
 
 
-def latent_residual(net: HNDSR, hr: torch.Tensor, lr: torch.Tensor, scale) -> tuple:
+def latent_residual(net: HNDSR, hr: torch.Tensor, lr: torch.Tensor, scale, origins) -> tuple:
     """(cond E(fast), operator decoder features, E(hr) - E(fast)) for a training pair; no
     gradients."""
     with torch.no_grad():
-        origins = np.zeros((hr.shape[0], 2))
         size = (int(hr.shape[-2]), int(hr.shape[-1]))
         fast, hidden = net.operator(lr, scale, size, origins)
         cond = net.ae.encode(fast.clamp(0.0, 1.0))
@@ -102,8 +107,8 @@ def refiner_step(net, images, cfg, rng, device, want_metrics):
     quarter of the batch at t = 1 with a zero input (pure noise carries nothing), where the
     prediction is the sampler's conditional mean."""
     hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
-    lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob, cfg.noise_std)
-    cond, hidden, residual = latent_residual(net, hr, lr, scale)
+    lr, scale, origins = make_training_pair(hr, cfg, rng)
+    cond, hidden, residual = latent_residual(net, hr, lr, scale, origins)
     r0 = residual / net.cfg.residual_scale
     gen = torch.Generator(device=hr.device).manual_seed(int(rng.integers(2**31)))
     t = torch.rand(hr.shape[0], generator=gen, device=hr.device)
@@ -125,8 +130,8 @@ def calibrate_residual_scale(net: HNDSR, images, cfg: StageConfig, device, batch
     stds = []
     for _ in range(batches):
         hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
-        lr, scale = make_pair(hr, rng, cfg.scale_min, cfg.scale_max, cfg.aniso_prob)
-        stds.append(float(latent_residual(net, hr, lr, scale)[2].std()))
+        lr, scale, origins = make_training_pair(hr, cfg, rng)
+        stds.append(float(latent_residual(net, hr, lr, scale, origins)[2].std()))
     net.cfg.residual_scale = max(float(np.mean(stds)), 1e-4)
 
 

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from training.degradations import DegradationConfig, degrade_batch
+
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 SPLITS = ("train", "val", "test")
 
@@ -49,6 +51,14 @@ def to_uint8_rgb(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(bands.transpose(1, 2, 0))
 
 
+def read_valid(path: Path) -> np.ndarray:
+    """(H, W) bool data mask of a raster (GDAL's dataset mask: nodata, alpha or all valid)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.dataset_mask() > 0
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Read a PNG/JPEG (Pillow) or TIFF/COG (rasterio) as (H, W, 3) uint8."""
     if path.suffix.lower() in (".tif", ".tiff"):
@@ -60,15 +70,32 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
+def window_chips(
+    rgb: np.ndarray,
+    size: int,
+    stride: int,
+    window: tuple[int, int, int, int] | None = None,
+    valid: np.ndarray | None = None,
+) -> list[tuple[int, int, np.ndarray]]:
+    """(col, row, chip) of every valid, not-flat ``size`` px chip on a grid of step
+    ``stride`` inside ``window`` (col0, row0, col1, row1; default the whole image).
+
+    ``valid`` is the (H, W) data mask; without one, pixels that are 0 in every band count
+    as nodata."""
+    col0, row0, col1, row1 = window or (0, 0, rgb.shape[1], rgb.shape[0])
+    valid = rgb.max(axis=2) > 0 if valid is None else valid
+    chips = []
+    for top in range(row0, row1 - size + 1, stride):
+        for left in range(col0, col1 - size + 1, stride):
+            chip = rgb[top : top + size, left : left + size]
+            if valid[top : top + size, left : left + size].all() and chip.std() > 2.0:
+                chips.append((left, top, np.ascontiguousarray(chip)))
+    return chips
+
+
 def scene_chips(scene: Path, size: int, count: int) -> list[np.ndarray]:
     """Up to ``count`` nodata-free ``size`` px chips on a regular grid of a RGB scene."""
-    rgb = read_rgb(scene)
-    chips = []
-    for top in range(0, rgb.shape[0] - size + 1, size):
-        for left in range(0, rgb.shape[1] - size + 1, size):
-            chip = rgb[top : top + size, left : left + size]
-            if (chip.max(axis=2) > 0).all() and chip.std() > 2.0:
-                chips.append(np.ascontiguousarray(chip))
+    chips = [c for _, _, c in window_chips(read_rgb(scene), size, size)]
     step = max(1, len(chips) // count)
     return chips[::step][:count]
 
@@ -111,18 +138,9 @@ def stack_images(images: list[np.ndarray], device: str | torch.device = "cpu") -
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().to(device)
 
 
-def degrade(
-    hr: torch.Tensor,
-    lr_size: tuple[int, int],
-    noise_std: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """HR (N, C, H, W) in [0, 1] -> LR by antialiased bicubic, optional noise, 8-bit rounding."""
+def degrade(hr: torch.Tensor, lr_size: tuple[int, int]) -> torch.Tensor:
+    """The evaluation protocol's LR: antialiased bicubic of HR (N, C, H, W), 8-bit rounding."""
     lr = F.interpolate(hr, size=lr_size, mode="bicubic", antialias=True, align_corners=False)
-    if noise_std > 0:
-        sigma = torch.rand((hr.shape[0], 1, 1, 1), generator=generator, device=hr.device)
-        noise = torch.randn(lr.shape, generator=generator, device=hr.device)
-        lr = lr + noise * sigma * noise_std
     return (lr.clamp(0.0, 1.0) * 255.0).round() / 255.0
 
 
@@ -171,14 +189,18 @@ def make_pair(
     scale_min: float,
     scale_max: float,
     aniso_prob: float,
-    noise_std: float = 0.0,
-) -> tuple[torch.Tensor, tuple[float, float]]:
-    """LR for an HR batch at a random continuous scale; returns (lr, exact (sx, sy))."""
+    degradations: DegradationConfig | None = None,
+) -> tuple[torch.Tensor, tuple[float, float], np.ndarray]:
+    """LR for an HR batch at a random continuous scale, each patch degraded by its own draw
+    of ``degradations`` (default: the evaluation protocol's antialiased bicubic).
+
+    Returns (lr, exact (sx, sy), output origins (N, 2) in LR px: minus each patch's shift).
+    """
     height, width = hr.shape[-2:]
     sx, sy = draw_scale(rng, scale_min, scale_max, aniso_prob)
     h, w = lr_size_for(height, sy), lr_size_for(width, sx)
-    gen = torch.Generator(device=hr.device).manual_seed(int(rng.integers(2**31)))
-    return degrade(hr, (h, w), noise_std, gen), (width / w, height / h)
+    lr, origins, _ = degrade_batch(hr, (h, w), rng, degradations or DegradationConfig())
+    return lr, (width / w, height / h), origins
 
 
 AREA_FRACTIONS = (("train", 0.0, 0.55), ("val", 0.55, 0.70), ("test", 0.70, 1.0))

@@ -2,9 +2,16 @@
 
     python -m training.prepare [--params params.yaml] [--out artifacts/prepared]
 
-``data.source`` is a folder of PNG/TIFF/COG images, or ``sample-scene``: chips cut from the
-project's own Landsat 8 sample scene (built with ``cogs.sample_scene`` when absent), which
-needs nothing outside the project.
+``data.source`` is a folder of PNG/TIFF/COG images (UC Merced), or ``sample-scene``: chips
+cut from the project's own Landsat 8 sample scene (built with ``cogs.sample_scene`` when
+absent), which needs nothing outside the project.
+
+``data.scenes`` adds georeferenced scenes (paths, or ``sample-scene``), split **by area**
+(``training.data.scene_areas``): ``train_crop`` px chips with step ``scene_stride`` from
+their train stripe go into the train pack, chips from the val stripe into the val pack; the
+test stripe stays unseen for the tile-path evaluation. The test pack holds only
+``data.source`` images (the UC Merced protocol). A listed scene that is absent is skipped
+with a message; an absent ``data.source`` folder stops with one.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ from training.data import (
     encode_png,
     list_images,
     read_rgb,
+    read_valid,
+    scene_areas,
     scene_chips,
     sha256_bytes,
     split_of,
+    window_chips,
     write_pack,
 )
 
@@ -49,7 +59,46 @@ def collect(data: dict) -> list[tuple[str, bytes, np.ndarray | Path]]:
         chips = scene_chips(scene, int(data["chip_size"]), int(data["chip_count"]))
         return [(f"chip-{i:04d}", chip.tobytes(), chip) for i, chip in enumerate(chips)]
     folder = Path(data["source"])
+    if not folder.is_dir():
+        raise SystemExit(
+            f"training data not found: data.source = {folder} is not a folder (UC Merced lives "
+            "in ../shared/data/ucmerced); set data.source to another image folder or to "
+            "'sample-scene' in params.yaml"
+        )
     return [(str(p.relative_to(folder)), p.read_bytes(), p) for p in list_images(folder)]
+
+
+def scene_file(entry: str, data: dict) -> Path:
+    """A ``data.scenes`` entry as a file (``sample-scene``: built when absent)."""
+    if entry == "sample-scene":
+        return sample_scene_path(Path(data.get("scene_dir", "data")))
+    return Path(entry)
+
+
+def collect_scenes(data: dict) -> tuple[dict[str, list[tuple[str, np.ndarray]]], list[dict]]:
+    """Chips of ``data.scenes`` per split (train, val) and the manifest's scene entries."""
+    size, stride = int(data["train_crop"]), int(data.get("scene_stride", data["train_crop"]))
+    chips: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "val": []}
+    entries = []
+    for entry in data.get("scenes") or []:
+        path = scene_file(entry, data)
+        if not path.is_file():
+            print(f"scene {path} not found: skipped")
+            continue
+        rgb, valid, areas = read_rgb(path), read_valid(path), scene_areas(path)
+        counts = {}
+        for split in chips:
+            found = [
+                (f"{path.name}:{col},{row}", chip)
+                for window in areas[split]
+                for col, row, chip in window_chips(rgb, size, stride, window, valid)
+            ]
+            chips[split] += found
+            counts[split] = len(found)
+        entries.append(
+            {"file": path.name, "sha256": file_sha256(path), "areas": areas, "chips": counts}
+        )
+    return chips, entries
 
 
 def main() -> None:
@@ -75,10 +124,17 @@ def main() -> None:
         packs[split][1].append(name)
         entries.append({"file": name, "sha256": sha, "split": split, "shape": list(img.shape)})
 
+    scene_chips_by_split, scenes = collect_scenes(data)
+    for split, chips in scene_chips_by_split.items():
+        for name, chip in chips:
+            packs[split][0].append(encode_png(chip))
+            packs[split][1].append(name)
     split_lines = sorted(f"{e['split']} {e['sha256']}" for e in entries)
+    split_lines += sorted(f"scene {s['sha256']} {json.dumps(s['areas'])}" for s in scenes)
     manifest = {
         "source": data["source"],
         "files": entries,
+        "scenes": scenes,
         "counts": {s: len(packs[s][1]) for s in SPLITS},
         "split_sha256": sha256_bytes("\n".join(split_lines).encode()),
         "packs": {},

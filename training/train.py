@@ -48,25 +48,34 @@ def stage_config(params: dict, stage: str) -> StageConfig:
     return StageConfig.from_dict({**shared, **train[stage]})
 
 
+GROWN = ("operator.wide.",)  # identity-initialised blocks: may be missing from an --init
+
+
 def initial_network(
     params: dict, stage: str, out: Path, init: Path | None, fresh: bool = False
 ) -> HNDSR:
     """Fresh weights (stage 1) or the previous stage's / ``init`` checkpoint.
 
-    ``fresh`` keeps the earlier parts of ``init`` and builds the trained part anew with the
-    architecture in ``params["model"]`` (e.g. a new refiner on a GPU-trained operator).
+    With ``init``, the network has the architecture of ``params["model"]`` over the init's
+    config; tensors the init lacks are allowed only for blocks that start as the identity
+    (``GROWN``: the `fast` encoder grown from a shipped checkpoint computes what it did)
+    and, with ``fresh``, for the trained part, which then starts anew (e.g. a new refiner
+    on a GPU-trained operator).
     """
-    if init is not None and fresh:
+    if init is not None:
         cfg, state = read_state(init)
         torch.manual_seed(int(params["train"].get("seed", 0)))
         net = HNDSR(HNDSRConfig(**{**asdict(cfg), **params["model"]}))
-        kept = {k: v for k, v in state.items() if not k.startswith(f"{stage}.")}
-        missing, unexpected = net.load_state_dict(kept, strict=False)
-        if unexpected or any(not k.startswith(f"{stage}.") for k in missing):
-            raise SystemExit(f"{init} does not match params.yaml's model outside the {stage}")
+        if fresh:
+            state = {k: v for k, v in state.items() if not k.startswith(f"{stage}.")}
+        try:
+            missing, unexpected = net.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise SystemExit(f"{init} does not match params.yaml's model: {exc}") from exc
+        allowed = GROWN + ((f"{stage}.",) if fresh else ())
+        if unexpected or any(not k.startswith(allowed) for k in missing):
+            raise SystemExit(f"{init} does not match params.yaml's model outside {allowed}")
         return net
-    if init is not None:
-        return read_network(init)
     if stage == "autoencoder":
         torch.manual_seed(int(params["train"].get("seed", 0)))
         return HNDSR(HNDSRConfig(**params["model"]))
