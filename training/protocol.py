@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from training.data import degrade
+from training.degradations import PatchDegradation, apply
 from training.quality import hf_energy, luma, matched_noise, psnr, shave, ssim
 
 BASELINES = ("pil_bicubic", "torch_bicubic", "lanczos")
@@ -27,15 +28,26 @@ def exact_sides(side: int, scale: float) -> tuple[int, int]:
     return k * frac.denominator, k * frac.numerator
 
 
+PSF_SIGMA = 0.5  # Gaussian PSF of the "gaussian" evaluation degradation, sigma / scale
+
+
 def make_eval_pair(
-    img: np.ndarray, scale: tuple[float, float]
+    img: np.ndarray, scale: tuple[float, float], kernel: str = "bicubic"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(HR (1, 3, H, W), LR (1, 3, h, w)) float in [0, 1] at exactly ``scale`` (sx, sy)."""
+    """(HR (1, 3, H, W), LR (1, 3, h, w)) float in [0, 1] at exactly ``scale`` (sx, sy).
+
+    ``kernel`` "bicubic" is the protocol (antialiased bicubic, 8 bits); "area" and
+    "gaussian" (sigma ``PSF_SIGMA`` x scale) are the real-imagery degradations of the
+    robustness table, unshifted, 8 bits, no noise or compression."""
     h, big_h = exact_sides(img.shape[0], scale[1])
     w, big_w = exact_sides(img.shape[1], scale[0])
     hr = torch.from_numpy(np.array(img[:big_h, :big_w])).permute(2, 0, 1)[None]
     hr = hr.float() / 255.0
-    return hr, degrade(hr, (h, w))
+    if kernel == "bicubic":
+        return hr, degrade(hr, (h, w))
+    sigma = (PSF_SIGMA, PSF_SIGMA) if kernel == "gaussian" else (0.0, 0.0)
+    d = PatchDegradation(kernel, sigma, (0.0, 0.0), 0.0, 0.0, "", 0)
+    return hr, apply(hr[0], (h, w), d, torch.Generator())[None]
 
 
 def pil_resize(lr: torch.Tensor, size: tuple[int, int], method: int) -> torch.Tensor:
