@@ -51,12 +51,11 @@ def tile_calls(model, scale: float, modes: tuple[str, ...]) -> dict[str, Callabl
     lr = np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32)
     origins = np.array([[model.halo + 0.25, model.halo + 0.25]])
     offsets = np.zeros((1, 2), np.int64)
-    return {
-        mode: lambda m=mode: model.upscale_batch(
-            lr, (scale, scale), (TILE, TILE), origins, offsets, m, 0
-        )
-        for mode in modes
-    }
+
+    def call(mode: str) -> Callable[[], object]:
+        return lambda: model.upscale_batch(lr, (scale, scale), (TILE, TILE), origins, offsets, mode)
+
+    return {mode: call(mode) for mode in modes}
 
 
 def measure(calls: dict, repeats: int) -> dict:
@@ -90,7 +89,7 @@ def main() -> None:
             models["baseline"] = load_model(baseline_path, device=args.device)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}")
     for name, model in models.items():
-        params = model.card.get("parameters_by_part", {}).get("operator", "?")
+        params = getattr(model, "card", {}).get("parameters_by_part", {}).get("operator", "?")
         print(f"{name}: {model.version}, halo {model.halo} LR px, operator {params} parameters")
     print(f"{'scale':>5} {'model':>9} {'mode':>10} {'median ms':>10} {'p90 ms':>8}")
     for scale in SCALES:
