@@ -67,7 +67,9 @@ async def _model_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-REMOTE_PATH = re.compile(r"/vsi(curl|s3|gs)/|https?://|CURL error", re.IGNORECASE)
+REMOTE_PATH = re.compile(
+    r"/vsi(curl|s3|gs)/|https?://|CURL error|HTTP response code|SOCKS", re.IGNORECASE
+)
 REMOTE_MISSING = re.compile(r"HTTP response code: (401|403|404|410)\b")
 
 

@@ -1,11 +1,12 @@
 """Remote objects (HTTP(S), S3, GCS), looked up by the server before GDAL opens them.
 
-``RemoteObjects.lookup(source)`` follows HTTP redirects itself, hop by hop, each hop
-checked against the allowlist, and answers the final source and its version (``ETag``, else
+``RemoteObjects.lookup(source)`` asks for the first byte (``Range: bytes=0-0``, headers
+only) and follows HTTP redirects itself, hop by hop, each hop checked against the allowlist,
+and answers the final source and its version (``ETag``, else
 ``Last-Modified`` and length), remembered for ``ttl`` seconds. S3 objects are looked up with
 boto3 (``head_object``), configured from the same environment variables GDAL reads
 (``AWS_S3_ENDPOINT``, ``AWS_HTTPS``, ``AWS_VIRTUAL_HOSTING``, ``AWS_REGION``,
-``AWS_NO_SIGN_REQUEST``, credentials); GCS objects with an HTTP ``HEAD`` on the XML API
+``AWS_NO_SIGN_REQUEST``, credentials); GCS objects with the same request on the XML API
 when they are public (``GS_NO_SIGN_REQUEST=YES``), or boto3 with HMAC keys.
 Failures are typed: missing object (404/403/410 from the remote) ``DatasetNotFoundError``,
 timeout ``RemoteTimeoutError`` (504), anything else ``RemoteUnavailableError`` (502).
@@ -33,6 +34,11 @@ from tileserver.gdal_cache import forget_remote
 from tileserver.sources import Source
 
 MAX_REDIRECTS = 5
+PROBE = "PROBE"
+"""The lookup request: ``GET`` of the first byte, headers only. Unlike ``HEAD`` it works
+with URLs signed for ``GET`` only (S3 presigned URLs) and reaches servers the way GDAL's
+reads do."""
+PROBE_HEADERS = {"Range": "bytes=0-0"}
 MISSING_STATUSES = (401, 403, 404, 410)
 """Remote answers that mean "no such object (for us)": all answered 404."""
 GCS_ENDPOINT = "storage.googleapis.com"
@@ -83,7 +89,7 @@ def cloud_host(scheme: str, host: str, port: int) -> bool:
 
 
 class RemoteObjects:
-    """Looks remote objects up (HEAD, redirects checked hop by hop), remembering versions.
+    """Looks remote objects up (redirects checked hop by hop), remembering their versions.
 
     ``check_hop`` (set by the ``Allowlist``) parses and checks every redirect target.
     """
@@ -164,9 +170,12 @@ class RemoteObjects:
         attempts = self.max_retry + 1
         for attempt in range(attempts):
             try:
-                response = self._http.request(method, url)
-                if method == "HEAD" and response.status_code in (405, 501):
-                    response = self._http.get(url, headers={"Range": "bytes=0-0"})
+                if method == PROBE:  # headers only: the body is never read
+                    request = self._http.build_request("GET", url, headers=PROBE_HEADERS)
+                    response = self._http.send(request, stream=True)
+                    response.close()
+                else:
+                    response = self._http.request(method, url)
                 if response.status_code < 500 or attempt == attempts - 1:
                     return response
             except httpx.TimeoutException:
@@ -178,7 +187,7 @@ class RemoteObjects:
         raise RemoteUnavailableError()
 
     def _http_lookup(self, source: Source) -> RemoteObject:
-        final, response = self._follow(source, "HEAD")
+        final, response = self._follow(source, PROBE)
         return RemoteObject(final, _version(response.headers))
 
     # object stores
@@ -187,7 +196,7 @@ class RemoteObjects:
         if source.scheme == "gs" and _truthy("GS_NO_SIGN_REQUEST"):
             netloc, https = _endpoint("gs")
             url = f"{'https' if https else 'http'}://{netloc}/{source.host}{quote(source.path)}"
-            response = self._request("HEAD", url)
+            response = self._request(PROBE, url)
             _raise_for_status(response.status_code)
             return RemoteObject(source, _version(response.headers))
         head = self._boto_call(source, "head_object")
@@ -256,7 +265,8 @@ def _version(headers: httpx.Headers) -> str:
     etag = headers.get("etag")
     if etag:
         return f"etag={etag}"
-    return f"lm={headers.get('last-modified', '')};len={headers.get('content-length', '')}"
+    size = headers.get("content-range", "").rpartition("/")[2] or headers.get("content-length")
+    return f"lm={headers.get('last-modified', '')};len={size or ''}"
 
 
 def _refuse_all(url: str) -> Source:

@@ -8,8 +8,9 @@ a delay. nginx's locations:
   the allowlist);
 - ``/cogs/moved/NAME``: 302 to ``/cogs/NAME`` (a redirect that stays inside the prefix);
 - ``/cogs/away/NAME``: 302 to the canary;
-- ``/cogs/switch/NAME``: the file for ``HEAD``, a 302 to the canary for ``GET`` (what a
-  server that changed its mind between the tile server's check and GDAL's read answers).
+- ``/cogs/switch/NAME``: the file for the tile server's lookup (``Range: bytes=0-0``), a 302
+  to the canary for every other request (what a server that changed its mind between the
+  tile server's check and GDAL's reads answers).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ server {
     location /cogs/moved/ { rewrite ^/cogs/moved/(.*)$ /cogs/$1 redirect; }
     location /cogs/away/ { return 302 CANARY/from-nginx$uri; }
     location /cogs/switch/ {
-        if ($request_method = GET) { return 302 CANARY/from-nginx$uri; }
+        if ($http_range != "bytes=0-0") { return 302 CANARY/from-nginx$uri; }
         alias ROOT/cogs/;
     }
 }
@@ -44,7 +45,7 @@ server {
 
 class SlowServer:
     """An HTTP server on 127.0.0.1 that sleeps ``delay_s`` before answering; paths starting
-    ``/get/`` answer ``HEAD`` at once and only ``GET`` late."""
+    ``/get/`` answer the tile server's lookup (``Range: bytes=0-0``) at once, GDAL's reads late."""
 
     def __init__(self, delay_s: float) -> None:
         self.requests: list[str] = []
@@ -52,8 +53,9 @@ class SlowServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
-                slow.requests.append(f"{self.command} {self.path}")
-                if self.command == "GET" or not self.path.startswith("/get/"):
+                slow.requests.append(f"{self.command} {self.path} {self.headers.get('Range')}")
+                lookup = self.headers.get("Range") == "bytes=0-0"
+                if not (lookup and self.path.startswith("/get/")):
                     time.sleep(delay_s)
                 self.send_response(200)
                 self.send_header("Content-Length", "1000000")
