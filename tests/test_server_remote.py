@@ -89,13 +89,15 @@ def without_url(tilejson: dict) -> dict:
     return {**tilejson, "tiles": tiles}
 
 
+CANONICAL = ["{nginx}/cogs/scene.tif", f"s3://{BUCKET}/cogs/scene.tif"]
+
+
 @pytest.mark.parametrize(
     "spelling",
     [
-        "{nginx}/cogs/scene.tif",
+        *CANONICAL,
         "/vsicurl/{nginx}/cogs/scene.tif",
         "{nginx}/cogs/moved/scene.tif",  # a redirect inside the prefix is followed
-        f"s3://{BUCKET}/cogs/scene.tif",
         f"/vsis3/{BUCKET}/cogs/scene.tif",
     ],
 )
@@ -105,7 +107,10 @@ def test_remote_cog_equals_the_local_file(setup, remote_http, spelling):
     remote_tj = get(setup, "/cog/WebMercatorQuad/tilejson.json", source)
     assert remote_tj.status_code == 200, remote_tj.text
     assert without_url(remote_tj.json()) == without_url(local_tj.json())
-    for path, sr in ((NATIVE_TILE, "auto"), (SR_TILE, "bicubic")):
+    tiles = [(NATIVE_TILE, "auto")]
+    if spelling in CANONICAL:  # the other spellings open the same URL: one SR tile each way
+        tiles.append((SR_TILE, "bicubic"))
+    for path, sr in tiles:
         local = get(setup, path, setup["local"], sr=sr)
         remote = get(setup, path, source, sr=sr)
         assert remote.status_code == 200, remote.text
