@@ -42,8 +42,11 @@ class ServerPool:
         self.workdir = workdir
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, env: dict[str, str] | None = None, app: str = DEFAULT_APP) -> str:
-        """Start ``app`` (a uvicorn factory) with ``env`` and return its base URL once healthy."""
+    def start(
+        self, env: dict[str, str] | None = None, app: str = DEFAULT_APP, factory: bool = True
+    ) -> str:
+        """Start ``app`` (a uvicorn factory, or an app object with ``factory=False``) with
+        ``env`` and return its base URL once healthy."""
         port = free_port()
         run_dir = self.workdir / f"server-{port}"
         run_dir.mkdir(parents=True)
@@ -54,7 +57,8 @@ class ServerPool:
             **(env or {}),
         }
         log = (run_dir / "server.log").open("wb")
-        command = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1"]
+        command = [sys.executable, "-m", "uvicorn", app, *(["--factory"] if factory else [])]
+        command += ["--host", "127.0.0.1"]
         command += ["--port", str(port), "--log-level", "info", "--no-access-log"]
         process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
