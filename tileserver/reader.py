@@ -87,8 +87,9 @@ def _profile_key(reader: Reader) -> tuple:
     try:
         stat = os.stat(path)
         return (path, stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        return (path,)
+    except OSError:  # remote: its ETag (a replaced object gets a new profile)
+        config = getattr(reader, "sr_config", None)
+        return (path, config.allowlist.remote_version(path) if config else "")
 
 
 def dataset_profile(reader: Reader) -> DatasetProfile:

@@ -77,6 +77,13 @@ class Allowlist:
         final = "" if found.source == source else f"{found.source.url};"
         return source.url, final + found.version
 
+    def remote_version(self, url: str) -> str:
+        """The version part of ``remote_identity``; empty where it cannot be looked up."""
+        try:
+            return self.remote_identity(url)[1]
+        except Exception:
+            return ""
+
     def fetch_json(self, url: str) -> dict[str, Any]:
         """A JSON document (STAC item) from an allowed source, every redirect hop checked."""
         source = self.source(url)
