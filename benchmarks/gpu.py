@@ -21,8 +21,8 @@ import torch
 from prometheus_client import REGISTRY
 
 from sr_engine import ModelUnavailableError, Upscaler, load_model
-from sr_engine.batcher import window_size
 from sr_engine.device import DeviceConfig, device_config, inference_context
+from sr_engine.interface import regular_field
 from sr_engine.runtime import SRRuntime
 
 SCALE = (4.0, 4.0)
@@ -41,9 +41,14 @@ def model_for(config: DeviceConfig) -> Upscaler:
         return HNDSRUpscaler(HNDSR(HNDSRConfig()), "hndsr-untrained-bench", device=config.name)
 
 
+def window_shape(model: Upscaler) -> tuple[int, int]:
+    """LR window (h, w) of a 256-px tile at scale 4: the footprint plus the halo each side."""
+    return tuple(int(t / s) + 1 + 2 * model.halo for t, s in zip(TILE, SCALE, strict=True))  # type: ignore[return-value]
+
+
 def windows(model: Upscaler, count: int, seed: int = 0) -> np.ndarray:
     """``count`` random LR windows of a 256-px tile at scale 4 (halo included)."""
-    shape = window_size(SCALE, TILE, model.halo)
+    shape = window_shape(model)
     return np.random.default_rng(seed).uniform(0, 1, (count, 3, *shape)).astype(np.float32)
 
 
@@ -52,7 +57,8 @@ def call(model: Upscaler, lr: np.ndarray, mode: str, config: DeviceConfig) -> np
     origins = np.full((len(lr), 2), model.halo + 0.37)
     offsets = np.arange(len(lr) * 2).reshape(-1, 2) * 256
     with inference_context(config):
-        return model.upscale_batch(lr, SCALE, TILE, origins, offsets, mode=mode)
+        field = regular_field(origins, SCALE, TILE)
+        return model.upscale_batch(lr, field, None, offsets, mode=mode)
 
 
 def on_worker_thread(function, *args):  # type: ignore[no-untyped-def]
@@ -86,11 +92,12 @@ def runtime_tiles_per_second(
     )
     runtime.warm_up(out_shape=TILE, scale=SCALE[0], modes=("fast",))
     lr = windows(model, 64, seed=1)
+    field = regular_field(np.full((1, 2), model.halo + 0.37), SCALE, TILE)[0]
     count, total = batch_size_samples()
 
     def client(index: int) -> None:
         for job in range(index, jobs, clients):
-            runtime.upscale(lr[job % len(lr)], SCALE, TILE, (model.halo + 0.37,) * 2, (job, 0))
+            runtime.upscale(lr[job % len(lr)], field, None, (job, 0))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     start = time.perf_counter()
@@ -121,7 +128,7 @@ def main() -> None:
     model = model_for(fp32)
     card = torch.cuda.get_device_name() if fp32.name == "cuda" else "CPU"
     print(f"device: {card}; torch {torch.__version__}; model {model.version}; halo {model.halo}")
-    print(f"256-px tiles at scale 4 (LR window {window_size(SCALE, TILE, model.halo)})")
+    print(f"256-px tiles at scale 4 (LR window {window_shape(model)})")
     sizes = {"fast": (1, 8, 32, 128), "diffusion": (1, 8, 32, 64)}
     precisions = {"fp32": fp32}
     if bf16.autocast_dtype is not None:

@@ -28,6 +28,7 @@ import torch
 
 from sr_engine import BicubicUpscaler, load_model
 from sr_engine.checkpoint import DEFAULT_CHECKPOINT
+from sr_engine.interface import regular_field
 
 TILE = 256
 SCALES = (2.0, 3.0, 4.0)
@@ -50,10 +51,11 @@ def tile_calls(model, scale: float, modes: tuple[str, ...]) -> dict[str, Callabl
     side = math.ceil(TILE / scale) + 1 + 2 * model.halo
     lr = np.random.default_rng(0).random((1, 3, side, side), dtype=np.float32)
     origins = np.array([[model.halo + 0.25, model.halo + 0.25]])
+    field = regular_field(origins, (scale, scale), (TILE, TILE))
     offsets = np.zeros((1, 2), np.int64)
 
     def call(mode: str) -> Callable[[], object]:
-        return lambda: model.upscale_batch(lr, (scale, scale), (TILE, TILE), origins, offsets, mode)
+        return lambda: model.upscale_batch(lr, field, None, offsets, mode)
 
     return {mode: call(mode) for mode in modes}
 

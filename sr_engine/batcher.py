@@ -1,9 +1,10 @@
-"""SR jobs and their grouping into batches of one (model, mode, window shape, output shape, scale).
+"""SR jobs and their grouping into batches of one (model, mode, window shape, output shape).
 
-A tile's low-resolution window is the floor/ceil of its footprint on the dataset's global
-grid plus a halo, so windows of one zoom differ by up to one pixel. Each window is padded on
-the right/bottom (edge values) to a size fixed by (scale, output shape, halo), so every tile
-of a zoom shares one batch key; origins are unchanged, so the sampled output pixels are too.
+A tile's low-resolution window is the cover of its footprint on the source's pixel grid plus
+a halo, so windows of one zoom differ by a pixel or so. Each window is padded on the
+right/bottom (edge values) to the next multiple of ``WINDOW_MULTIPLE``, so that most tiles
+of a zoom share one batch key; the coordinate field is unchanged, so the sampled output
+pixels are too (the halo keeps the padding outside every sample's support).
 """
 
 from __future__ import annotations
@@ -15,29 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+WINDOW_MULTIPLE = 8
+"""Windows are padded to a multiple of this many LR pixels per axis."""
 
-def window_size(
-    scale: tuple[float, float], out_shape: tuple[int, int], halo: int
-) -> tuple[int, int]:
-    """Largest LR window (h, w) a tile of ``out_shape`` at ``scale`` can need.
 
-    The footprint spans ``H / sy`` LR pixels from a fractional start: its floor/ceil cover is
-    at most ``ceil(H / sy) + 1`` pixels, plus ``halo`` on each side.
-    """
-    sx, sy = scale
-    height, width = out_shape
+def padded_shape(lr_shape: tuple[int, int]) -> tuple[int, int]:
+    """The batch shape of a window: its size rounded up to a multiple of ``WINDOW_MULTIPLE``."""
     return (
-        math.ceil(height / sy - 1e-9) + 1 + 2 * halo,
-        math.ceil(width / sx - 1e-9) + 1 + 2 * halo,
+        math.ceil(lr_shape[0] / WINDOW_MULTIPLE) * WINDOW_MULTIPLE,
+        math.ceil(lr_shape[1] / WINDOW_MULTIPLE) * WINDOW_MULTIPLE,
     )
-
-
-def padded_shape(
-    lr_shape: tuple[int, int], scale: tuple[float, float], out_shape: tuple[int, int], halo: int
-) -> tuple[int, int]:
-    """The batch shape of a window: the fixed size, or the window's own size if it is larger."""
-    fixed = window_size(scale, out_shape, halo)
-    return max(lr_shape[0], fixed[0]), max(lr_shape[1], fixed[1])
 
 
 def pad_window(lr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -58,7 +46,7 @@ class BatchKey:
     lr_shape: tuple[int, int, int]
     """Padded (C, h, w)."""
     out_shape: tuple[int, int]
-    scale: tuple[float, float]
+    has_cell: bool
     has_offsets: bool
 
 
@@ -69,7 +57,10 @@ class Job:
     key: BatchKey
     lr: np.ndarray
     """Padded float32 (C, h, w)."""
-    origin: tuple[float, float]
+    coords: np.ndarray
+    """float64 (H, W, 2): where each output pixel is sampled, in LR-window pixels."""
+    cell: np.ndarray | None
+    """float64 (H, W, 2) footprint of each output pixel, or ``None`` (derived from coords)."""
     pixel_offset: tuple[int, int] | None
     background: bool
     enqueued: float

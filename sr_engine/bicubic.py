@@ -6,36 +6,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sr_engine.interface import BatchUpscaleMixin, sample_coordinates
+from sr_engine.interface import BatchUpscaleMixin
 
 
-def sampling_grid(
-    origins: np.ndarray,
-    scale: tuple[float, float],
-    out_shape: tuple[int, int],
-    lr_shape: tuple[int, int],
-) -> torch.Tensor:
-    """``grid_sample`` grid (N, H, W, 2) for the output pixel centres (align_corners=False)."""
-    xs, ys = sample_coordinates(origins, scale, out_shape)
+def sampling_grid(coords: torch.Tensor, lr_shape: tuple[int, int]) -> torch.Tensor:
+    """``grid_sample`` grid (N, H, W, 2) of LR-window coordinates (align_corners=False)."""
     h, w = lr_shape
-    gx = torch.from_numpy(2.0 * xs / w - 1.0).float()  # (N, W)
-    gy = torch.from_numpy(2.0 * ys / h - 1.0).float()  # (N, H)
-    n, height, width = gx.shape[0], out_shape[0], out_shape[1]
-    grid = torch.empty((n, height, width, 2), dtype=torch.float32)
-    grid[..., 0] = gx[:, None, :]
-    grid[..., 1] = gy[:, :, None]
-    return grid
+    size = torch.tensor([w, h], dtype=coords.dtype, device=coords.device)
+    return 2.0 * coords / size - 1.0
 
 
-def bicubic_sample(
-    lr: torch.Tensor,
-    scale: tuple[float, float],
-    out_shape: tuple[int, int],
-    origins: np.ndarray,
-) -> torch.Tensor:
-    """Bicubic (a=-0.75) interpolation of ``lr`` (N, C, h, w) at the exact output coordinates."""
-    grid = sampling_grid(origins, scale, out_shape, (lr.shape[-2], lr.shape[-1])).to(lr.device)
-    return F.grid_sample(lr, grid, mode="bicubic", padding_mode="border", align_corners=False)
+def sample_at(lr: torch.Tensor, coords: torch.Tensor, mode: str) -> torch.Tensor:
+    """``grid_sample`` of ``lr`` (N, C, h, w) at LR coordinates ``coords`` (N, H, W, 2),
+    edges replicated; returns (N, C, H, W). The grid is normalized in ``coords``' dtype
+    (float64 keeps it exact on large windows), then cast to ``lr``'s."""
+    grid = sampling_grid(coords.to(lr.device), (lr.shape[-2], lr.shape[-1])).to(lr.dtype)
+    return F.grid_sample(lr, grid, mode=mode, padding_mode="border", align_corners=False)
+
+
+def bicubic_at(lr: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bicubic (a=-0.75) interpolation of ``lr`` (N, C, h, w) at ``coords`` (N, H, W, 2)."""
+    return sample_at(lr, coords, "bicubic")
 
 
 class BicubicUpscaler(BatchUpscaleMixin):
@@ -49,15 +40,15 @@ class BicubicUpscaler(BatchUpscaleMixin):
     def upscale_batch(
         self,
         lr: np.ndarray,
-        scale: tuple[float, float],
-        out_shape: tuple[int, int],
-        origins: np.ndarray,
+        coords: np.ndarray,
+        cell: np.ndarray | None = None,
         pixel_offsets: np.ndarray | None = None,
         mode: str = "bicubic",
         seed: int = 0,
     ) -> np.ndarray:
-        """Upscale a batch (N, C, h, w) float32 in [0, 1]; ``mode`` and ``seed`` are ignored."""
+        """Upscale a batch (N, C, h, w) float32 in [0, 1] at ``coords`` (N, H, W, 2);
+        ``cell``, ``mode`` and ``seed`` are ignored."""
         with torch.inference_mode():
             tensor = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
-            out = bicubic_sample(tensor, scale, out_shape, origins)
+            out = bicubic_at(tensor, torch.from_numpy(np.asarray(coords, dtype=np.float64)))
             return out.clamp_(0.0, 1.0).numpy()

@@ -32,8 +32,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sr_engine.bicubic import bicubic_sample
-from sr_engine.interface import SR_MODES, BatchUpscaleMixin, normalize_scale, sample_coordinates
+from sr_engine.bicubic import bicubic_at, sample_at
+from sr_engine.interface import (
+    SR_MODES,
+    BatchUpscaleMixin,
+    extend_field,
+    field_cell,
+    field_scale,
+    regular_field,
+)
 
 
 @dataclass
@@ -73,6 +80,10 @@ class HNDSRConfig:
         return self.fast_halo() + math.ceil(self.refiner_margin(2.0) / 2)
 
 
+SCALE_DECIMALS = 2
+"""The diffusion mode's bands use each tile's nominal scale rounded to this many decimals,
+so that the tiles of one zoom (whose scales differ a little off a regular grid) batch
+together and filter alike."""
 DETAIL_SCALE_CAP = 2.0  # past x2 the band starts at half the HR Nyquist, not the LR Nyquist
 
 
@@ -150,27 +161,23 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
-def linear_weights(
-    coords: torch.Tensor, size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bilinear taps for LR coordinates (pixel centres at i + 0.5, edges clamped, as
-    ``grid_sample(..., padding_mode="border", align_corners=False)``): (i0, i1, weight of i1)."""
-    u = (coords - 0.5).clamp(0.0, size - 1.0)
-    i0 = u.floor().clamp(0, max(size - 2, 0)).long()
-    return i0, (i0 + 1).clamp(max=size - 1), (u - i0).unsqueeze(-1)
+def interpolate_features(feat: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bilinear interpolation of ``feat`` (N, C, h, w) at LR coordinates ``coords``
+    (N, H, W, 2), edges clamped; returns channels-last (N, H, W, C)."""
+    return sample_at(feat, coords, "bilinear").permute(0, 2, 3, 1)
 
 
-def interpolate_features(feat: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    """Separable bilinear interpolation of channels-last ``feat`` (N, h, w, C) at ``xs``
-    (N, W) and ``ys`` (N, H); returns (N, H, W, C)."""
-    n, h, w, c = feat.shape
-    x0, x1, ax = linear_weights(xs, w)
-    y0, y1, ay = linear_weights(ys, h)
-    gx = lambda i: torch.gather(feat, 2, i[:, None, :, None].expand(n, h, i.shape[1], c))  # noqa: E731
-    cols = gx(x0) * (1.0 - ax[:, None]) + gx(x1) * ax[:, None]  # (N, h, W, C)
-    big_w = cols.shape[2]
-    gy = lambda i: torch.gather(cols, 1, i[:, :, None, None].expand(n, i.shape[1], big_w, c))  # noqa: E731
-    return gy(y0) * (1.0 - ay[:, :, None]) + gy(y1) * ay[:, :, None]
+def regular_inputs(
+    lr: torch.Tensor,
+    scale: tuple[float, float],
+    out_shape: tuple[int, int],
+    origins: np.ndarray,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(coords, cell)`` of the regular grid of ``sr_engine.interface.regular_field``, as
+    tensors on ``lr``'s device and dtype (training and tests feed the operator with them)."""
+    coords = torch.from_numpy(regular_field(origins, scale, out_shape)).to(lr.device, lr.dtype)
+    cell = torch.tensor([1.0 / scale[0], 1.0 / scale[1]], dtype=lr.dtype, device=lr.device)
+    return coords, cell.expand(coords.shape).contiguous()
 
 
 class Operator(nn.Module):
@@ -194,43 +201,35 @@ class Operator(nn.Module):
         self.out = nn.Linear(cfg.hidden, 3, bias=False)
 
     def features(self, lr: torch.Tensor) -> torch.Tensor:
-        """Encoder features (N, h, w, feats) of the local detail ``lr - local_mean(lr)``."""
-        x = self.wide(self.body(self.head(lr - local_mean(lr))))
-        return self.last(x).permute(0, 2, 3, 1)
+        """Encoder features (N, feats, h, w) of the local detail ``lr - local_mean(lr)``."""
+        return self.last(self.wide(self.body(self.head(lr - local_mean(lr)))))
 
     def phase(self, coords: torch.Tensor) -> torch.Tensor:
-        """Fourier encoding (N, L, 2*harmonics) of LR coordinates: continuous, period 1 px."""
+        """Fourier encoding (..., 2*harmonics) of LR coordinates: continuous, period 1 px."""
         k = torch.arange(1, self.cfg.harmonics + 1, device=coords.device, dtype=coords.dtype)
         angle = 2.0 * math.pi * coords[..., None] * k
         return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
 
     def forward(
-        self,
-        lr: torch.Tensor,
-        scale: tuple[float, float],
-        out_shape: tuple[int, int],
-        origins: np.ndarray,
-        cell: tuple[float, float] | None = None,
+        self, lr: torch.Tensor, coords: torch.Tensor, cell: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(SR image (N, 3, H, W) sampled at the interface coordinates (unclamped), the
-        decoder's last hidden layer (N, hidden, H, W)).
+        """(SR image (N, 3, H, W) sampled at ``coords`` (unclamped), the decoder's last
+        hidden layer (N, hidden, H, W)).
 
-        ``cell`` overrides the cell-size input (1/sx, 1/sy); only tests and ablations use it.
+        ``coords`` (N, H, W, 2): output pixel centres in LR-window pixel coordinates;
+        ``cell`` (N, H, W, 2): the footprint of each output pixel in LR pixels (see
+        ``sr_engine.interface``). Both in ``lr``'s dtype.
         """
-        sx, sy = scale
-        cx, cy = cell if cell is not None else (1.0 / sx, 1.0 / sy)
-        xs_np, ys_np = sample_coordinates(origins, scale, out_shape)
-        xs = torch.from_numpy(xs_np).to(lr.device)
-        ys = torch.from_numpy(ys_np).to(lr.device)
-        h = self.tail(interpolate_features(self.features(lr), xs.to(lr.dtype), ys.to(lr.dtype)))
-        # positional modulation is separable: columns (x), rows (y), cell (constant)
-        px = self.phase((xs % 1.0).to(lr.dtype)) @ self.pos_x.T  # (N, W, hidden)
-        py = self.phase((ys % 1.0).to(lr.dtype)) @ self.pos_y.T  # (N, H, hidden)
-        pc = self.pos_cell @ torch.tensor([cx, cy], dtype=lr.dtype, device=lr.device)
-        h = F.relu(h * (1.0 + pc + px[:, None, :, :] + py[:, :, None, :]))
+        h = self.tail(interpolate_features(self.features(lr), coords))
+        # positional modulation: sub-pixel phase of x and y, and the cell size, per pixel
+        position = torch.cat(
+            [self.phase(coords[..., 0] % 1.0), self.phase(coords[..., 1] % 1.0), cell], dim=-1
+        )
+        weights = torch.cat([self.pos_x, self.pos_y, self.pos_cell], dim=1)
+        h = F.relu(h * (1.0 + position @ weights.T))
         hidden = F.relu(self.mid(h))
         residual = self.out(hidden).permute(0, 3, 1, 2)
-        sr = bicubic_sample(lr, scale, out_shape, origins) + residual
+        sr = bicubic_at(lr, coords) + residual
         return sr, hidden.permute(0, 3, 1, 2)
 
 
@@ -324,9 +323,9 @@ class HNDSR(nn.Module):
         self.operator = Operator(cfg)
         self.refiner = Refiner(cfg)
 
-    def fast(self, lr, scale, out_shape, origins) -> torch.Tensor:
-        """`fast` mode on RGB (N, 3, h, w), unclamped."""
-        return self.operator(lr, scale, out_shape, origins)[0]
+    def fast(self, lr: torch.Tensor, coords: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """`fast` mode on RGB (N, 3, h, w) at ``coords`` with footprint ``cell``, unclamped."""
+        return self.operator(lr, coords, cell)[0]
 
     def detail_gate(self, img: torch.Tensor) -> torch.Tensor:
         """s / (s + eps) with s the 5x5 local std of the grey image: 0 on flat areas
@@ -397,36 +396,38 @@ class HNDSRUpscaler(BatchUpscaleMixin):
     def upscale_batch(
         self,
         lr: np.ndarray,
-        scale: tuple[float, float],
-        out_shape: tuple[int, int],
-        origins: np.ndarray,
+        coords: np.ndarray,
+        cell: np.ndarray | None = None,
         pixel_offsets: np.ndarray | None = None,
         mode: str = "fast",
         seed: int = 0,
         steps: int | None = None,
         temperature: float | None = None,
     ) -> np.ndarray:
-        """Upscale (N, C, h, w) float32 in [0, 1] to (N, C, H, W) at the interface coordinates."""
+        """Upscale (N, C, h, w) float32 in [0, 1] to (N, C, H, W) at ``coords`` (N, H, W, 2)
+        float64; ``cell`` defaults to the field's local footprint (``field_cell``)."""
         if mode not in self.modes:
             raise ValueError(f"unknown mode {mode!r}; expected one of {self.modes}")
-        sxy = normalize_scale(scale)
         n, channels = lr.shape[:2]
-        origins = np.asarray(origins, dtype=np.float64).reshape(n, 2)
+        coords = np.asarray(coords, dtype=np.float64).reshape(n, *np.shape(coords)[-3:])
+        out_shape = coords.shape[1:3]
+        cell = field_cell(coords) if cell is None else np.asarray(cell, dtype=np.float64)
         offsets = np.zeros((n, 2)) if pixel_offsets is None else np.asarray(pixel_offsets)
         groups = band_groups(channels)
         index = [c for g in groups for c in g]
+        rep = len(groups)
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)).to(self.device)
-            x = x[:, index].reshape(n * len(groups), 3, *x.shape[-2:])
-            rep = len(groups)
-            org = np.repeat(origins, rep, axis=0)
+            x = x[:, index].reshape(n * rep, 3, *x.shape[-2:])
+            field = np.repeat(coords, rep, axis=0)
+            cells = np.repeat(cell, rep, axis=0)
             off = np.repeat(offsets.reshape(n, 2).astype(np.int64), rep, axis=0)
             if mode == "bicubic":
-                y = bicubic_sample(x, sxy, out_shape, org)
+                y = bicubic_at(x, torch.from_numpy(field))
             elif mode == "fast":
-                y = self.net.fast(x, sxy, out_shape, org)
+                y = self.net.fast(x, self._tensor(field, x), self._tensor(cells, x))
             else:
-                y = self._diffusion(x, sxy, out_shape, org, off, seed, steps, temperature)
+                y = self._diffusion(x, field, cells, off, seed, steps, temperature)
             y = y.clamp(0.0, 1.0).reshape(n, rep, 3, *out_shape)
             out = torch.empty((n, channels, *out_shape), dtype=torch.float32, device=y.device)
             for gi, g in enumerate(groups):
@@ -436,25 +437,45 @@ class HNDSRUpscaler(BatchUpscaleMixin):
                     out[:, g[0] : g[0] + 3] = y[:, gi]
             return out.cpu().numpy()
 
-    def _diffusion(self, x, sxy, out_shape, origins, offsets, seed, steps, temperature):
-        """Refine on the output grown by the refiner margin, then crop (seam-free tiles)."""
+    @staticmethod
+    def _tensor(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(like.device, like.dtype)
+
+    def _diffusion(self, x, coords, cell, offsets, seed, steps, temperature):
+        """Refine on the field grown by the refiner margin, then crop (seam-free tiles).
+
+        The grown field extrapolates each edge's gradient (exact for affine fields); the
+        refiner's frequency bands follow each item's nominal scale (``field_scale``, rounded
+        so that the tiles of one zoom share it).
+        """
         cfg = self.net.cfg
-        m = cfg.refiner_margin(max(sxy))
-        sx, sy = sxy
-        grown = (out_shape[0] + 2 * m, out_shape[1] + 2 * m)
-        fast, hidden = self.net.operator(x, sxy, grown, origins - np.array([m / sx, m / sy]))
-        rows = torch.from_numpy(offsets[:, 1:2] - m + np.arange(grown[0])[None]).to(x.device)
-        cols = torch.from_numpy(offsets[:, 0:1] - m + np.arange(grown[1])[None]).to(x.device)
-        noise = coordinate_noise(seed, cfg.latent, rows, cols)
-        y = self.net.refine(
-            fast,
-            hidden,
-            noise,
-            steps if steps is not None else cfg.steps,
-            temperature if temperature is not None else cfg.temperature,
-            sxy,
+        scales = [tuple(round(s, SCALE_DECIMALS) for s in field_scale(c)) for c in cell]
+        m = cfg.refiner_margin(max(max(s) for s in scales))
+        height, width = coords.shape[1:3]
+        grown = extend_field(coords, m)
+        grown_cell = np.pad(cell, ((0, 0), (m, m), (m, m), (0, 0)), mode="edge")
+        fast, hidden = self.net.operator(x, self._tensor(grown, x), self._tensor(grown_cell, x))
+        rows = offsets[:, 1:2] - m + np.arange(grown.shape[1])[None]
+        cols = offsets[:, 0:1] - m + np.arange(grown.shape[2])[None]
+        noise = coordinate_noise(
+            seed,
+            cfg.latent,
+            torch.from_numpy(rows).to(x.device),
+            torch.from_numpy(cols).to(x.device),
         )
-        return y[..., m : m + out_shape[0], m : m + out_shape[1]]
+        steps = steps if steps is not None else cfg.steps
+        temperature = temperature if temperature is not None else cfg.temperature
+        if len(set(scales)) == 1:
+            out = self.net.refine(fast, hidden, noise, steps, temperature, scales[0])
+        else:
+            out = torch.empty_like(fast)
+            for scale in set(scales):
+                idx = torch.tensor([i for i, s in enumerate(scales) if s == scale])
+                idx = idx.to(x.device)
+                out[idx] = self.net.refine(
+                    fast[idx], hidden[idx], noise[idx], steps, temperature, scale
+                )
+        return out[..., m : m + height, m : m + width]
 
 
 def config_dict(cfg: HNDSRConfig) -> dict:

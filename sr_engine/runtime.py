@@ -27,13 +27,16 @@ from sr_engine.device import (
     host_buffer,
     inference_context,
 )
-from sr_engine.interface import ModelUnavailableError, Upscaler, normalize_scale
+from sr_engine.interface import (
+    ModelUnavailableError,
+    Upscaler,
+    normalize_scale,
+    regular_field,
+)
 from sr_engine.metrics import SR_BATCH_SIZE, SR_INFERENCES, SR_QUEUE_DEPTH, SR_TILES
 
 log = logging.getLogger(__name__)
 
-SCALE_DECIMALS = 9
-"""Scales are rounded to this many decimals in the batch key (shifts a 512-px tile < 1e-6 px)."""
 EWMA_WEIGHT = 0.2
 """Weight of the newest batch in the running estimate of batch duration."""
 
@@ -100,10 +103,13 @@ class SRRuntime:
     ) -> None:
         """Run one batch per mode (allocations, kernel autotuning, compilation) before serving."""
         self.start()
-        h, w = (math.ceil(n / scale) for n in out_shape)
+        sxy = normalize_scale(scale)
+        halo = self.upscaler.halo
+        h, w = (math.ceil(n / s) + 2 * halo for n, s in zip(out_shape, sxy[::-1], strict=True))
         lr = np.full((channels, h, w), 0.5, dtype=np.float32)
+        field = regular_field(np.array([[halo, halo]]), sxy, out_shape)[0]
         for mode in modes or self.upscaler.modes:
-            self.submit(lr, scale, out_shape, mode=mode, admit=False).result()
+            self.submit(lr, field, mode=mode, admit=False).result()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Stop taking jobs, finish every queued and running batch, stop the thread.
@@ -134,9 +140,8 @@ class SRRuntime:
     def submit(
         self,
         lr: np.ndarray,
-        scale: float | tuple[float, float],
-        out_shape: tuple[int, int],
-        origin: tuple[float, float] = (0.0, 0.0),
+        coords: np.ndarray,
+        cell: np.ndarray | None = None,
         pixel_offset: tuple[int, int] | None = None,
         mode: str | None = None,
         seed: int = 0,
@@ -144,7 +149,8 @@ class SRRuntime:
         background: bool = False,
         admit: bool = True,
     ) -> Future[np.ndarray]:
-        """Queue one (C, h, w) window; the future resolves to float32 (C, *out_shape).
+        """Queue one (C, h, w) window sampled at ``coords`` (H, W, 2); the future resolves
+        to float32 (C, H, W). See ``sr_engine.interface`` for ``coords`` and ``cell``.
 
         ``background`` jobs (recomputations nobody waits for) yield to foreground ones and
         skip the latency budget. ``admit=False`` bypasses admission control (warm-up).
@@ -156,24 +162,28 @@ class SRRuntime:
         lr = np.asarray(lr, dtype=np.float32)
         if lr.ndim != 3:
             raise ValueError(f"lr must be (C, h, w), got shape {lr.shape}")
-        sx, sy = normalize_scale(scale)
-        # one zoom's tiles get scales a few ULPs apart (float tile bounds): one key for them
-        sxy = (round(sx, SCALE_DECIMALS), round(sy, SCALE_DECIMALS))
-        out = (int(out_shape[0]), int(out_shape[1]))
-        window = padded_shape(lr.shape[-2:], sxy, out, self.upscaler.halo)
+        coords = np.asarray(coords, dtype=np.float64)
+        if coords.ndim != 3 or coords.shape[-1] != 2:
+            raise ValueError(f"coords must be (H, W, 2), got shape {coords.shape}")
+        if cell is not None:
+            cell = np.asarray(cell, dtype=np.float64)
+            if cell.shape != coords.shape:
+                raise ValueError(f"cell must be shaped like coords, got {cell.shape}")
+        window = padded_shape(lr.shape[-2:])
         key = BatchKey(
             model=self.upscaler.version,
             mode=mode,
             seed=seed,
             lr_shape=(lr.shape[0], *window),
-            out_shape=out,
-            scale=sxy,
+            out_shape=(coords.shape[0], coords.shape[1]),
+            has_cell=cell is not None,
             has_offsets=pixel_offset is not None,
         )
         job = Job(
             key=key,
             lr=pad_window(lr, window),
-            origin=(float(origin[0]), float(origin[1])),
+            coords=coords,
+            cell=cell,
             pixel_offset=None
             if pixel_offset is None
             else (int(pixel_offset[0]), int(pixel_offset[1])),
@@ -270,7 +280,8 @@ class SRRuntime:
         key = jobs[0].key
         try:
             batch = self._assemble(key, jobs)
-            origins = np.array([job.origin for job in jobs], dtype=np.float64)
+            coords = np.stack([job.coords for job in jobs])
+            cell = np.stack([job.cell for job in jobs]) if key.has_cell else None  # type: ignore[misc]
             offsets = (
                 np.array([job.pixel_offset for job in jobs], dtype=np.int64)
                 if key.has_offsets
@@ -280,7 +291,7 @@ class SRRuntime:
             SR_BATCH_SIZE.observe(len(jobs))
             with inference_context(self.device):
                 out = self.upscaler.upscale_batch(
-                    batch, key.scale, key.out_shape, origins, offsets, mode=key.mode, seed=key.seed
+                    batch, coords, cell, offsets, mode=key.mode, seed=key.seed
                 )
             expected = (len(jobs), key.lr_shape[0], *key.out_shape)
             if out.shape != expected:

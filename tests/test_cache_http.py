@@ -38,8 +38,8 @@ class NamedModel(BicubicUpscaler):
     def __init__(self, version: str) -> None:
         self.version = version
 
-    def upscale_batch(self, lr, scale, out_shape, origins, pixel_offsets=None, mode="fast", seed=0):
-        return super().upscale_batch(lr, scale, out_shape, origins, pixel_offsets, "bicubic", seed)
+    def upscale_batch(self, lr, coords, cell=None, pixel_offsets=None, mode="fast", seed=0):
+        return super().upscale_batch(lr, coords, cell, pixel_offsets, "bicubic", seed)
 
 
 def sr_tiles() -> float:

@@ -12,7 +12,8 @@ import torch
 
 from sr_engine import ModelUnavailableError, load_model
 from sr_engine.checkpoint import DEFAULT_CHECKPOINT, card_path, save_checkpoint
-from sr_engine.model import HNDSR, HNDSRConfig
+from sr_engine.interface import regular_field
+from sr_engine.model import HNDSR, HNDSRConfig, regular_inputs
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,9 @@ def test_save_then_load_gives_the_same_outputs(saved):
     model = load_model(path, device="cpu")
     lr = np.random.default_rng(1).random((1, 3, 10, 12), dtype=np.float32)
     with torch.no_grad():
-        ref = net.fast(torch.from_numpy(lr), (2.0, 2.0), (20, 24), np.zeros((1, 2)))
-    out = model.upscale_batch(lr, (2.0, 2.0), (20, 24), np.zeros((1, 2)))
+        x = torch.from_numpy(lr)
+        ref = net.fast(x, *regular_inputs(x, (2.0, 2.0), (20, 24), np.zeros((1, 2))))
+    out = model.upscale_batch(lr, regular_field(np.zeros((1, 2)), (2.0, 2.0), (20, 24)))
     np.testing.assert_allclose(out, ref.clamp(0, 1).numpy(), atol=1e-6)
     assert model.card["note"] == "test"
 

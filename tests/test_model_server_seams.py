@@ -19,7 +19,10 @@ from tileserver.settings import Settings
 
 @pytest.fixture(scope="module")
 def shipped_client(seam_data, tmp_path_factory):  # noqa: F811
-    settings = Settings(data_dir=seam_data, cache_dir=tmp_path_factory.mktemp("cache"))
+    # no latency budget: this test is about pixels, not admission control on a busy machine
+    settings = Settings(
+        data_dir=seam_data, cache_dir=tmp_path_factory.mktemp("cache"), sr_latency_budget_ms=0
+    )
     with TestClient(create_app(settings, upscaler=load_model(device="cpu"))) as client:
         yield client
 

@@ -12,6 +12,7 @@ import pytest
 from cache import BACKGROUND_RECOMPUTE
 from sr_engine import ModelUnavailableError
 from sr_engine.bicubic import BicubicUpscaler
+from sr_engine.interface import regular_field
 from sr_engine.metrics import SR_DEGRADED
 from sr_engine.runtime import Overloaded
 from tests.apps.polling import wait_until
@@ -23,6 +24,7 @@ SCALE = (2.7, 2.7)
 OUT = (256, 256)
 ORIGIN = (2.3, 2.6)
 OFFSET = (1000, 2000)
+FIELD = regular_field(np.array([ORIGIN]), SCALE, OUT)[0]
 
 
 def window(seed: int) -> np.ndarray:
@@ -30,7 +32,7 @@ def window(seed: int) -> np.ndarray:
 
 
 def tile(backend: SRBackend, lr: np.ndarray, mode: str) -> tuple[np.ndarray, str, str]:
-    return backend.upscale_tile(lr, SCALE, OUT, ORIGIN, OFFSET, mode)
+    return backend.upscale_tile(lr, FIELD, OFFSET, mode)
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def test_identical_concurrent_tiles_run_the_model_once(gate: threading.Event) ->
     backend = make_backend(upscaler, gate)
     warm = len(upscaler.calls)
     lr = window(1)
-    key = (job_key(lr, SCALE, OUT, ORIGIN, OFFSET, "fast", upscaler.version), False)
+    key = (job_key(lr, FIELD, OFFSET, "fast", upscaler.version), False)
     with ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(tile, backend, lr, "fast") for _ in range(6)]
         try:
@@ -97,7 +99,7 @@ def test_overload_degrades_auto_and_refuses_explicit_modes(gate: threading.Event
             assert (mode, model) == ("degraded-bicubic", "bicubic-1")
             assert SR_DEGRADED._value.get() == degraded_before + 1
             lr = window(9)[None]
-            bicubic = BicubicUpscaler().upscale_batch(lr, SCALE, OUT, np.array([ORIGIN]))
+            bicubic = BicubicUpscaler().upscale_batch(lr, FIELD[None])
             assert np.abs(hr - bicubic[0]).max() * 255 <= 1
             with pytest.raises(Overloaded) as refused:
                 tile(backend, window(9), "fast")

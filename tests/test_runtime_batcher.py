@@ -1,53 +1,40 @@
-"""The batch key: a fixed low-resolution window per (scale, tile size) and the queue's order."""
+"""The batch key: windows padded to a common shape, and the queue's order."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sr_engine.batcher import BatchKey, Job, JobQueue, pad_window, padded_shape, window_size
+from sr_engine.batcher import BatchKey, Job, JobQueue, pad_window, padded_shape
 from sr_engine.bicubic import BicubicUpscaler
-from tileserver.tile_geometry import Frame, Grid, plan_sampling
+from sr_engine.interface import regular_field
 
 
-@pytest.mark.parametrize("scale", [1.15, 2.0, 2.7, 3.3, 4.0, 7.9])
-@pytest.mark.parametrize("tile", [256, 512])
-def test_fixed_window_holds_every_window_the_reader_plans(scale: float, tile: int) -> None:
-    rng = np.random.default_rng(0)
-    grid = Grid(x0=-20037508.34, y0=20037508.34, res_x=30.0, res_y=30.0)
-    fixed = window_size((scale, scale), (tile, tile), halo=2)
-    shapes = set()
-    for left, top in rng.uniform(-1e6, 1e6, (300, 2)):
-        frame = Frame(left, top, 30.0 / scale, 30.0 / scale, tile, tile)
-        shapes.add(plan_sampling(grid, frame, halo=2).window_shape)
-    assert all(h <= fixed[0] and w <= fixed[1] for h, w in shapes)
-    assert max(w for _, w in shapes) >= fixed[1] - 1  # at most one pixel of padding
-
-
-def test_windows_of_one_zoom_share_one_padded_shape() -> None:
-    shapes = {padded_shape((h, w), (2.7, 2.7), (256, 256), 2) for h in (99, 100) for w in (99, 100)}
-    assert len(shapes) == 1
+def test_windows_a_pixel_apart_mostly_share_one_padded_shape() -> None:
+    shapes = {padded_shape((h, w)) for h in (99, 100) for w in (97, 98)}
+    assert shapes == {(104, 104)}
+    assert padded_shape((104, 105)) == (104, 112)
 
 
 def test_padding_right_and_bottom_keeps_the_output_pixels() -> None:
     rng = np.random.default_rng(1)
     lr = rng.uniform(0, 1, (3, 99, 98)).astype(np.float32)
-    scale, out_shape = (2.7, 2.7), (256, 256)
-    origins = np.array([[2.4, 2.9]])
-    padded = pad_window(lr, padded_shape(lr.shape[-2:], scale, out_shape, 2))
+    field = regular_field(np.array([[2.4, 2.9]]), (2.7, 2.7), (256, 256))
+    padded = pad_window(lr, padded_shape(lr.shape[-2:]))
     assert padded.shape[-2:] != lr.shape[-2:]
     upscaler = BicubicUpscaler()
-    alone = upscaler.upscale_batch(lr[None], scale, out_shape, origins)
-    batched = upscaler.upscale_batch(padded[None], scale, out_shape, origins)
+    alone = upscaler.upscale_batch(lr[None], field)
+    batched = upscaler.upscale_batch(padded[None], field)
     assert np.abs(alone - batched).max() * 255 <= 1.0
 
 
 def make_job(key: BatchKey, enqueued: float, background: bool = False) -> Job:
-    return Job(key, np.zeros(key.lr_shape, np.float32), (0.0, 0.0), None, background, enqueued)
+    lr = np.zeros(key.lr_shape, np.float32)
+    return Job(key, lr, np.zeros((*key.out_shape, 2)), None, None, background, enqueued)
 
 
 def key(mode: str = "fast", out: int = 256) -> BatchKey:
-    return BatchKey("m", mode, 0, (3, 100, 100), (out, out), (2.7, 2.7), False)
+    return BatchKey("m", mode, 0, (3, 104, 104), (out, out), False, False)
 
 
 def test_a_full_group_is_taken_before_its_wait_is_over() -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sr_engine.bicubic import BicubicUpscaler
+from sr_engine.interface import regular_field
 from sr_engine.runtime import Overloaded, SRRuntime
 from tests.apps.polling import wait_until
 from tests.apps.upscalers import FailOn, TestUpscaler
@@ -24,8 +25,17 @@ def window(seed: int, size: tuple[int, int] = (100, 100)) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (3, *size)).astype(np.float32)
 
 
+def field(
+    out: tuple[int, int] = OUT,
+    origin: tuple[float, float] = (2.3, 2.6),
+    scale: tuple[float, float] = SCALE,
+) -> np.ndarray:
+    """The (H, W, 2) coordinate field of a regular tile at ``scale`` from ``origin``."""
+    return regular_field(np.array([origin]), scale, out)[0]
+
+
 def alone(lr: np.ndarray, origin: tuple[float, float] = (2.3, 2.6)) -> np.ndarray:
-    return BicubicUpscaler().upscale_batch(lr[None], SCALE, OUT, np.array([origin]))[0]
+    return BicubicUpscaler().upscale_batch(lr[None], field(origin=origin)[None])[0]
 
 
 @pytest.fixture
@@ -43,7 +53,7 @@ def make_runtime(upscaler: TestUpscaler, **options: object) -> SRRuntime:
 
 def hold_worker(runtime: SRRuntime, upscaler: TestUpscaler) -> Future[np.ndarray]:
     """Submit one job and wait until the worker is inside the model call (held on the gate)."""
-    future = runtime.submit(window(999), SCALE, OUT, (2.3, 2.6))
+    future = runtime.submit(window(999), field())
     wait_until(upscaler.entered.is_set, what="the first model call")
     return future
 
@@ -53,7 +63,7 @@ def test_jobs_arriving_while_a_batch_runs_share_the_next_model_call(gate: thread
     runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0)
     hold_worker(runtime, upscaler)
     windows = [window(i, (99 + i % 2, 100 - i % 2)) for i in range(8)]
-    futures = [runtime.submit(lr, SCALE, OUT, (2.3, 2.6)) for lr in windows]
+    futures = [runtime.submit(lr, field()) for lr in windows]
     wait_until(lambda: runtime.pending == 8, what="8 queued jobs")
     gate.set()
     results = [future.result(timeout=30) for future in futures]
@@ -68,7 +78,7 @@ def test_a_batch_never_exceeds_max_batch(gate: threading.Event) -> None:
     upscaler = TestUpscaler(gate=gate)
     runtime = make_runtime(upscaler, max_batch=4, max_wait_ms=1.0)
     hold_worker(runtime, upscaler)
-    futures = [runtime.submit(window(i), SCALE, OUT) for i in range(10)]
+    futures = [runtime.submit(window(i), field()) for i in range(10)]
     wait_until(lambda: runtime.pending == 10, what="10 queued jobs")
     gate.set()
     for future in futures:
@@ -82,10 +92,10 @@ def test_modes_and_tile_sizes_ride_in_separate_batches(gate: threading.Event) ->
     runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0)
     hold_worker(runtime, upscaler)
     futures = [
-        runtime.submit(window(1), SCALE, OUT, mode="fast"),
-        runtime.submit(window(2), SCALE, OUT, mode="diffusion"),
-        runtime.submit(window(3, (195, 195)), SCALE, (512, 512), mode="fast"),
-        runtime.submit(window(4), SCALE, OUT, mode="fast"),
+        runtime.submit(window(1), field(), mode="fast"),
+        runtime.submit(window(2), field(), mode="diffusion"),
+        runtime.submit(window(3, (195, 195)), field((512, 512)), mode="fast"),
+        runtime.submit(window(4), field(), mode="fast"),
     ]
     wait_until(lambda: runtime.pending == 4, what="4 queued jobs")
     gate.set()
@@ -104,8 +114,8 @@ def test_a_failing_batch_fails_only_its_own_jobs(gate: threading.Event) -> None:
     upscaler = TestUpscaler(gate=gate, fail_when=FailOn(0.25))
     runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0)
     hold_worker(runtime, upscaler)
-    healthy = [runtime.submit(window(i), SCALE, OUT) for i in range(3)]
-    doomed = [runtime.submit(poison, SCALE, (300, 300)) for _ in range(2)]
+    healthy = [runtime.submit(window(i), field()) for i in range(3)]
+    doomed = [runtime.submit(poison, field((300, 300))) for _ in range(2)]
     wait_until(lambda: runtime.pending == 5, what="5 queued jobs")
     gate.set()
     for future in healthy:
@@ -113,7 +123,7 @@ def test_a_failing_batch_fails_only_its_own_jobs(gate: threading.Event) -> None:
     for future in doomed:
         with pytest.raises(RuntimeError, match="injected model failure"):
             future.result(timeout=30)
-    assert runtime.upscale(window(7), SCALE, OUT).shape == (3, *OUT)
+    assert runtime.upscale(window(7), field()).shape == (3, *OUT)
     assert runtime.running
     runtime.drain()
 
@@ -122,11 +132,11 @@ def test_a_full_queue_rejects_with_a_retry_hint(gate: threading.Event) -> None:
     upscaler = TestUpscaler(gate=gate)
     runtime = make_runtime(upscaler, max_batch=2, queue_limit=2)
     hold_worker(runtime, upscaler)
-    queued = [runtime.submit(window(i), SCALE, OUT) for i in range(2)]
+    queued = [runtime.submit(window(i), field()) for i in range(2)]
     with pytest.raises(Overloaded) as rejected:
-        runtime.submit(window(3), SCALE, OUT)
+        runtime.submit(window(3), field())
     assert rejected.value.retry_after >= 1
-    background = runtime.submit(window(4), SCALE, OUT, background=True)
+    background = runtime.submit(window(4), field(), background=True)
     gate.set()
     for future in [*queued, background]:
         future.result(timeout=30)
@@ -135,25 +145,25 @@ def test_a_full_queue_rejects_with_a_retry_hint(gate: threading.Event) -> None:
 
 def test_the_latency_budget_rejects_once_batches_are_known_to_be_slower() -> None:
     runtime = make_runtime(TestUpscaler(), latency_budget_s=0.0)
-    runtime.upscale(window(0), SCALE, OUT)  # admitted: no estimate yet
+    runtime.upscale(window(0), field())  # admitted: no estimate yet
     assert runtime.expected_wait() > 0
     with pytest.raises(Overloaded, match="latency budget"):
-        runtime.submit(window(1), SCALE, OUT)
-    runtime.submit(window(2), SCALE, OUT, background=True).result(timeout=30)
+        runtime.submit(window(1), field())
+    runtime.submit(window(2), field(), background=True).result(timeout=30)
     runtime.drain()
 
 
 def test_drain_finishes_queued_batches_and_refuses_new_jobs(gate: threading.Event) -> None:
     upscaler = TestUpscaler(gate=gate)
     runtime = make_runtime(upscaler, max_batch=2, max_wait_ms=60_000)
-    running = [runtime.submit(window(i), SCALE, OUT) for i in range(2)]  # a full batch starts now
+    running = [runtime.submit(window(i), field()) for i in range(2)]  # a full batch starts now
     wait_until(upscaler.entered.is_set, what="the first model call")
-    queued = [runtime.submit(window(i), SCALE, OUT) for i in range(3)]  # the last one waits 60 s
+    queued = [runtime.submit(window(i), field()) for i in range(3)]  # the last one waits 60 s
     drained = threading.Thread(target=runtime.drain)
     drained.start()
     wait_until(lambda: not runtime.running, what="the runtime to stop taking jobs")
     with pytest.raises(Overloaded):
-        runtime.submit(window(5), SCALE, OUT)
+        runtime.submit(window(5), field())
     gate.set()
     drained.join(timeout=30)
     assert not drained.is_alive()
@@ -166,8 +176,8 @@ def test_a_cancelled_job_is_not_computed(gate: threading.Event) -> None:
     upscaler = TestUpscaler(gate=gate)
     runtime = make_runtime(upscaler, max_wait_ms=1.0)
     hold_worker(runtime, upscaler)
-    withdrawn = runtime.submit(window(1), SCALE, OUT)
-    kept = runtime.submit(window(2), SCALE, OUT)
+    withdrawn = runtime.submit(window(1), field())
+    kept = runtime.submit(window(2), field())
     assert withdrawn.cancel()
     gate.set()
     kept.result(timeout=30)
@@ -190,9 +200,7 @@ def test_coroutines_await_results_without_blocking_the_loop() -> None:
                 await asyncio.sleep(0)
 
         task = asyncio.create_task(ticker())
-        results = await asyncio.gather(
-            *(runtime.aupscale(lr, SCALE, OUT, (2.3, 2.6)) for lr in windows)
-        )
+        results = await asyncio.gather(*(runtime.aupscale(lr, field()) for lr in windows))
         task.cancel()
         assert ticks > 1
         return list(results)
@@ -216,16 +224,16 @@ def test_warm_up_runs_every_mode_once_before_serving() -> None:
 def test_an_unknown_mode_is_refused_at_submission() -> None:
     runtime = make_runtime(TestUpscaler())
     with pytest.raises(ValueError, match="mode"):
-        runtime.submit(window(0), SCALE, OUT, mode="bicubic")
+        runtime.submit(window(0), field(), mode="bicubic")
     runtime.drain()
 
 
-def test_scales_a_few_ulps_apart_share_a_batch(gate: threading.Event) -> None:
+def test_fields_of_scales_a_few_ulps_apart_share_a_batch(gate: threading.Event) -> None:
     upscaler = TestUpscaler(gate=gate)
     runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0)
     hold_worker(runtime, upscaler)
     nearly = (2.7 + 4e-15, 2.7 - 4e-15)
-    futures = [runtime.submit(window(1), SCALE, OUT), runtime.submit(window(2), nearly, OUT)]
+    futures = [runtime.submit(window(1), field()), runtime.submit(window(2), field(scale=nearly))]
     wait_until(lambda: runtime.pending == 2, what="2 queued jobs")
     gate.set()
     for future in futures:

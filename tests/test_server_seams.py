@@ -26,7 +26,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject
 from rio_tiler.io import Reader
 
-from sr_engine.bicubic import bicubic_sample
+from sr_engine.bicubic import bicubic_at
 from tests.plugins.server import ServerPool
 from tileserver.app import create_app
 from tileserver.settings import Settings
@@ -58,7 +58,7 @@ class RandomConvUpscaler:
         raise NotImplementedError("the server only calls upscale_batch")
 
     def upscale_batch(
-        self, lr, scale, out_shape, origins, pixel_offsets=None, mode="fast", seed=0
+        self, lr, coords, cell=None, pixel_offsets=None, mode="fast", seed=0
     ) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
@@ -66,7 +66,7 @@ class RandomConvUpscaler:
             for weight in self.weights:
                 features = torch.tanh(F.conv2d(features, weight, padding=1))
             refined = x + 0.5 * features
-            return bicubic_sample(refined, scale, out_shape, origins).clamp(0, 1).numpy()
+            return bicubic_at(refined, torch.from_numpy(coords)).clamp(0, 1).numpy()
 
 
 def create_conv_app() -> FastAPI:

@@ -32,7 +32,7 @@ from rio_tiler.types import AssetInfo, AssetType
 from scipy import ndimage
 
 from sr_engine.bicubic import BicubicUpscaler
-from sr_engine.interface import sample_coordinates
+from sr_engine.interface import regular_field
 from tileserver.security import Allowlist
 from tileserver.sr_backend import SRBackend
 from tileserver.sr_report import SRReport, ZoomInfo, current_report
@@ -145,12 +145,17 @@ def _fill_masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return values[:, rows, cols]
 
 
+def _plan_field(plan: SamplingPlan) -> np.ndarray:
+    """The coordinate field (H, W, 2) of a plan's regular sampling."""
+    return regular_field(np.asarray([plan.origin]), plan.scale, plan.out_shape)[0]
+
+
 def _sample_mask(valid: np.ndarray, plan: SamplingPlan) -> np.ndarray:
     """The LR validity mask sampled (nearest) at the output pixel centres."""
-    xs, ys = sample_coordinates(np.asarray([plan.origin]), plan.scale, plan.out_shape)
-    cols = np.clip(np.floor(xs[0]).astype(int), 0, valid.shape[1] - 1)
-    rows = np.clip(np.floor(ys[0]).astype(int), 0, valid.shape[0] - 1)
-    return valid[rows[:, None], cols[None, :]]
+    field = _plan_field(plan)
+    cols = np.clip(np.floor(field[..., 0]).astype(int), 0, valid.shape[1] - 1)
+    rows = np.clip(np.floor(field[..., 1]).astype(int), 0, valid.shape[0] - 1)
+    return valid[rows, cols]
 
 
 @attr.s
@@ -277,7 +282,7 @@ class SRReader(Reader):
             plan = plan_sampling(self.grid, frame, resolved.halo)
             data, valid, meta = self._read_lr(plan, indexes, read_options)
             hr, mode, model = backend.upscale_tile(
-                data, plan.scale, plan.out_shape, plan.origin, plan.pixel_offset, resolved.mode
+                data, _plan_field(plan), plan.pixel_offset, resolved.mode
             )
             out_valid = _sample_mask(valid, plan)
         else:
@@ -292,10 +297,10 @@ class SRReader(Reader):
             plan = plan_sampling(self.grid, window_frame(mid_grid, finish), resolved.halo)
             data, valid, meta = self._read_lr(plan, indexes, read_options)
             mid, mode, model = backend.upscale_tile(
-                data, plan.scale, plan.out_shape, plan.origin, plan.pixel_offset, resolved.mode
+                data, _plan_field(plan), plan.pixel_offset, resolved.mode
             )
             mid_valid = _sample_mask(valid, plan)
-            hr = backend.bicubic_tile(mid, finish.scale, finish.out_shape, finish.origin)
+            hr = backend.bicubic_tile(mid, _plan_field(finish))
             out_valid = _sample_mask(mid_valid, finish)
         return self._to_image(hr, out_valid, frame, meta), mode, model
 

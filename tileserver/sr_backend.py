@@ -64,16 +64,15 @@ class ResolvedMode:
 
 def job_key(
     lr: np.ndarray,
-    scale: tuple[float, float],
-    out_shape: tuple[int, int],
-    origin: tuple[float, float],
+    coords: np.ndarray,
     pixel_offset: tuple[int, int],
     mode: str,
     version: str,
 ) -> str:
     """Content key of one SR job: equal keys give equal pixels."""
     digest = hashlib.blake2b(np.ascontiguousarray(lr).tobytes(), digest_size=20)
-    params = (lr.shape, str(lr.dtype), scale, out_shape, origin, pixel_offset, mode, version)
+    digest.update(np.ascontiguousarray(coords, dtype=np.float64).tobytes())
+    params = (lr.shape, str(lr.dtype), coords.shape, pixel_offset, mode, version)
     digest.update(repr(params).encode())
     return digest.hexdigest()
 
@@ -137,19 +136,18 @@ class SRBackend:
     def upscale_tile(
         self,
         lr: np.ndarray,
-        scale: tuple[float, float],
-        out_shape: tuple[int, int],
-        origin: tuple[float, float],
+        coords: np.ndarray,
         pixel_offset: tuple[int, int],
         mode: str,
     ) -> tuple[np.ndarray, str, str]:
-        """Upscale one float32 (C, h, w) LR window in [0, 1]; see ``sr_engine.interface``.
+        """Upscale one float32 (C, h, w) LR window in [0, 1] at ``coords`` (H, W, 2); see
+        ``sr_engine.interface``.
 
         ``mode`` comes from ``resolve``. Returns ``(hr (C, H, W) float32, applied mode,
         model version)``; the applied mode is ``degraded-bicubic`` when ``auto`` fell back.
         """
         if mode == "bicubic" or (mode == "auto" and self.runtime is None):
-            hr = self.bicubic_tile(lr, scale, out_shape, origin)
+            hr = self.bicubic_tile(lr, coords)
             SR_INFERENCES.labels("bicubic").inc()
             SR_TILES.labels("bicubic").inc()
             return hr, "bicubic", self.bicubic.version
@@ -159,13 +157,11 @@ class SRBackend:
         run_mode = runtime.upscaler.default_mode if mode == "auto" else mode
         background = BACKGROUND_RECOMPUTE.get()
         version = runtime.upscaler.version
-        key = (job_key(lr, scale, out_shape, origin, pixel_offset, run_mode, version), background)
+        key = (job_key(lr, coords, pixel_offset, run_mode, version), background)
 
         def compute() -> np.ndarray:
             runtime.start()  # no-op once started; covers apps run without their lifespan
-            future = runtime.submit(
-                lr, scale, out_shape, origin, pixel_offset, run_mode, background=background
-            )
+            future = runtime.submit(lr, coords, None, pixel_offset, run_mode, background=background)
             return future.result()
 
         try:
@@ -173,38 +169,25 @@ class SRBackend:
         except Overloaded:
             if mode != "auto":
                 raise
-            return self._degraded(lr, scale, out_shape, origin)
+            return self._degraded(lr, coords)
         except ModelUnavailableError:
             raise
         except Exception as exc:
             if mode != "auto":
                 raise SRInferenceError(f"the {run_mode} model failed on this tile") from exc
-            return self._degraded(lr, scale, out_shape, origin)
+            return self._degraded(lr, coords)
         if shared:
             SR_COALESCED.inc()
         return hr, run_mode, version
 
-    def bicubic_tile(
-        self,
-        lr: np.ndarray,
-        scale: tuple[float, float],
-        out_shape: tuple[int, int],
-        origin: tuple[float, float],
-    ) -> np.ndarray:
-        """Bicubic upscale of one (C, h, w) window at once in this thread (no metrics)."""
-        return self.bicubic.upscale_batch(
-            lr[None], scale, out_shape, np.asarray([origin], dtype=np.float64)
-        )[0]
+    def bicubic_tile(self, lr: np.ndarray, coords: np.ndarray) -> np.ndarray:
+        """Bicubic sampling of one (C, h, w) window at ``coords`` (H, W, 2), at once in this
+        thread (no metrics)."""
+        return self.bicubic.upscale_batch(lr[None], coords[None])[0]
 
-    def _degraded(
-        self,
-        lr: np.ndarray,
-        scale: tuple[float, float],
-        out_shape: tuple[int, int],
-        origin: tuple[float, float],
-    ) -> tuple[np.ndarray, str, str]:
+    def _degraded(self, lr: np.ndarray, coords: np.ndarray) -> tuple[np.ndarray, str, str]:
         SR_DEGRADED.inc()
-        return self.bicubic_tile(lr, scale, out_shape, origin), DEGRADED_MODE, self.bicubic.version
+        return self.bicubic_tile(lr, coords), DEGRADED_MODE, self.bicubic.version
 
     def model_status(self) -> dict[str, Any]:
         """Loaded model (version, modes, device, queue) or why none is; used by /readyz."""

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sr_engine.bicubic import bicubic_sample
-from sr_engine.model import HNDSR, alpha_bar
+from sr_engine.bicubic import bicubic_at
+from sr_engine.model import HNDSR, alpha_bar, regular_inputs
 from training.data import make_pair, sample_batch
 from training.degradations import DegradationConfig
 
@@ -79,12 +79,13 @@ def operator_step(net, images, cfg, rng, device, want_metrics):
     """L1 of the operator's output at a random continuous (maybe anisotropic) scale."""
     hr = sample_batch(images, cfg.batch, cfg.patch, rng, device)
     lr, scale, origins = make_training_pair(hr, cfg, rng)
-    pred = net.operator(lr, scale, hr.shape[-2:], origins)[0]
+    coords, cell = regular_inputs(lr, scale, hr.shape[-2:], origins)
+    pred = net.operator(lr, coords, cell)[0]
     loss = F.l1_loss(pred, hr)
     metrics = {}
     if want_metrics:
         with torch.no_grad():
-            base = bicubic_sample(lr, scale, hr.shape[-2:], origins)
+            base = bicubic_at(lr, coords)
             metrics = {
                 "psnr": _psnr(pred.detach(), hr),
                 "gain_db": _psnr(pred, hr) - _psnr(base, hr),
@@ -97,7 +98,7 @@ def latent_residual(net: HNDSR, hr: torch.Tensor, lr: torch.Tensor, scale, origi
     gradients."""
     with torch.no_grad():
         size = (int(hr.shape[-2]), int(hr.shape[-1]))
-        fast, hidden = net.operator(lr, scale, size, origins)
+        fast, hidden = net.operator(lr, *regular_inputs(lr, scale, size, origins))
         cond = net.ae.encode(fast.clamp(0.0, 1.0))
         return cond, hidden, net.ae.encode(hr) - cond
 

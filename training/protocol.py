@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sr_engine.interface import regular_field
 from training.data import degrade
 from training.degradations import PatchDegradation, apply
 from training.quality import hf_energy, luma, matched_noise, psnr, shave, ssim
@@ -72,7 +73,8 @@ def baseline(name: str, lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
 
 def model_sr(up, lr: torch.Tensor, size, scale, mode: str, seed: int = 0, **kw) -> torch.Tensor:
     """The model's output for the whole LR image (origin 0)."""
-    out = up.upscale_batch(lr.numpy(), scale, size, np.zeros((1, 2)), None, mode, seed, **kw)
+    field = regular_field(np.zeros((1, 2)), scale, size)
+    out = up.upscale_batch(lr.numpy(), field, None, None, mode, seed, **kw)
     return torch.from_numpy(out)
 
 

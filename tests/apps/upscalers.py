@@ -101,16 +101,15 @@ class TestUpscaler(BatchUpscaleMixin):
     def upscale_batch(
         self,
         lr: np.ndarray,
-        scale: tuple[float, float],
-        out_shape: tuple[int, int],
-        origins: np.ndarray,
+        coords: np.ndarray,
+        cell: np.ndarray | None = None,
         pixel_offsets: np.ndarray | None = None,
         mode: str = "fast",
         seed: int = 0,
     ) -> np.ndarray:
         """Bicubic at the exact coordinates; a fault is decided on entry, raised after the gate."""
         with self._lock:
-            self.calls.append((len(lr), (int(out_shape[0]), int(out_shape[1])), mode))
+            self.calls.append((len(lr), (int(coords.shape[1]), int(coords.shape[2])), mode))
         doomed = self.fail_when is not None and self.fail_when(lr)
         self.entered.set()
         if self.gate is not None:
@@ -119,4 +118,4 @@ class TestUpscaler(BatchUpscaleMixin):
             time.sleep(self.delay_s)
         if doomed:
             raise RuntimeError("injected model failure")
-        return self._bicubic.upscale_batch(lr, scale, out_shape, origins, pixel_offsets, mode, seed)
+        return self._bicubic.upscale_batch(lr, coords, cell, pixel_offsets, mode, seed)
