@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 import rasterio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.plugins.moto_s3 import S3Server
 from tests.plugins.remote_http import RemoteHTTP
@@ -77,6 +78,15 @@ def setup(
 
 def get(setup: dict, path: str, source: str, **params: str) -> httpx.Response:
     return httpx.get(f"{setup['url']}{path}", params={"url": source, **params}, timeout=60)
+
+
+def egress_refused(server: str) -> float:
+    """The server's count of connections its egress guard refused."""
+    for family in text_string_to_metric_families(httpx.get(f"{server}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "hndsr_egress_refused_total":
+                return sample.value
+    raise AssertionError("hndsr_egress_refused_total not exported")
 
 
 def without_url(tilejson: dict) -> dict:
@@ -165,8 +175,10 @@ def test_probes_are_refused_before_any_request(setup, remote_http, probe):
 def test_gdal_never_follows_a_redirect_to_another_host(setup, remote_http):
     """nginx answers the server's lookup and 302s GDAL's requests to the canary: the egress
     guard refuses the connection, the request fails cleanly (502), the canary sees nothing."""
+    before = egress_refused(setup["url"])
     response = get(setup, NATIVE_TILE, f"{setup['nginx']}/cogs/switch/scene.tif")
     assert response.status_code == 502, response.text
+    assert egress_refused(setup["url"]) > before
     assert remote_http.canary.requests == []
     assert remote_http.nginx.log_lines("GET /cogs/switch/scene.tif")  # GDAL did ask nginx
 

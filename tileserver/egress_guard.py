@@ -14,27 +14,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
 
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
 SOCKS_VERSION = 5
 REPLY_OK, REPLY_NOT_ALLOWED, REPLY_UNREACHABLE, REPLY_UNSUPPORTED = 0, 2, 4, 7
 PUMP_CHUNK = 256 * 1024
+EGRESS_REFUSED = Counter(
+    "hndsr_egress_refused",
+    "Connections GDAL tried to a host or port outside the allowlist (refused by the guard).",
+)
 
 
 class EgressGuard:
     """A SOCKS5 proxy on 127.0.0.1 (in its own thread) connecting only where ``allows`` says.
 
-    ``allows(host, port)`` gets the lower-cased host name or IP literal as the client asked.
-    ``refused`` counts the refused connections (tests and logs read it).
+    ``allows(host, port)`` gets the lower-cased host name or IP literal as the client asked;
+    refusals are logged and counted (``hndsr_egress_refused_total``).
     """
 
     def __init__(self, allows: Callable[[str, int], bool], connect_timeout_s: float = 5.0):
         self.allows = allows
         self.connect_timeout_s = connect_timeout_s
-        self.refused = 0
         self.port = 0
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -112,7 +120,8 @@ class EgressGuard:
             self._reply(writer, REPLY_UNSUPPORTED)
             return None
         if not self.allows(host, port):
-            self.refused += 1
+            EGRESS_REFUSED.inc()
+            log.warning("egress guard refused a GDAL connection to %s:%d", host, port)
             self._reply(writer, REPLY_NOT_ALLOWED)
             return None
         return host, port
