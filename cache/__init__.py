@@ -6,7 +6,7 @@ It imports ``sr_engine`` only (never ``tileserver``); what the server wires in i
 from __future__ import annotations
 
 from cache.asgi import TileCache, TileCacheMiddleware
-from cache.fast_path import HitFastPath, Replica, cors_replica, request_duration_replica
+from cache.fast_path import HitFastPath, Replica, cors_replica
 from cache.recompute import BACKGROUND_RECOMPUTE
 from cache.singleflight import SingleFlight
 
@@ -18,5 +18,4 @@ __all__ = [
     "TileCache",
     "TileCacheMiddleware",
     "cors_replica",
-    "request_duration_replica",
 ]

@@ -10,7 +10,6 @@ next to the middleware they replicate (decision 0502). Anything else goes down t
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -76,31 +75,6 @@ def cors_replica(**options: Any) -> Replica:
             await send(message)
 
         return send_with_cors
-
-    return replica
-
-
-def request_duration_replica(histogram: Any) -> Replica:
-    """The observation of a request-duration histogram labelled (route template, status)."""
-    observers: dict[tuple[str, int], Any] = {}
-
-    async def replica(scope: Scope, send: Send) -> Send:
-        started = time.perf_counter()
-        status = 500
-
-        async def send_timed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                route = scope["route"].path
-                observer = observers.get((route, status))
-                if observer is None:
-                    observer = observers[route, status] = histogram.labels(route, str(status))
-                observer.observe(time.perf_counter() - started)
-
-        return send_timed
 
     return replica
 

@@ -21,14 +21,12 @@ from cache import (
     TileCache,
     TileCacheMiddleware,
     cors_replica,
-    request_duration_replica,
 )
 from sr_engine import Upscaler
 from tileserver.dependencies import SRParams, allowed_url, check_tile_index
 from tileserver.errors import install_error_handlers
 from tileserver.factories import SRStacRenderExtension, SRTileJSONExtension
 from tileserver.head import HeadAsGetMiddleware
-from tileserver.metrics import REQUEST_DURATION
 from tileserver.ogc import include_ogc_routes
 from tileserver.reader import SRConfig, SRReader, SRSTACReader
 from tileserver.remote_setup import build_allowlist
@@ -130,7 +128,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     # The layers outside the cache, each with what the hit fast path does in its place.
     # A middleware added here without its replica would be skipped by memory hits.
     outside_cache = [
-        (Middleware(RequestMetricsMiddleware), request_duration_replica(REQUEST_DURATION)),
+        (Middleware(RequestMetricsMiddleware), RequestMetricsMiddleware.replica),
         (Middleware(CORSMiddleware, **CORS_OPTIONS), cors_replica(**CORS_OPTIONS)),
     ]
     for middleware, _ in outside_cache:
