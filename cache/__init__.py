@@ -9,9 +9,11 @@ from cache.asgi import TileCache, TileCacheMiddleware
 from cache.fast_path import HitFastPath, Replica, cors_replica
 from cache.recompute import BACKGROUND_RECOMPUTE
 from cache.singleflight import SingleFlight
+from cache.tiered import DEFAULT_CACHE_DIR
 
 __all__ = [
     "BACKGROUND_RECOMPUTE",
+    "DEFAULT_CACHE_DIR",
     "HitFastPath",
     "Replica",
     "SingleFlight",

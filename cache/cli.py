@@ -36,8 +36,9 @@ from cache.prewarm import (
     plan_tiles,
     run_prewarm,
 )
+from cache.prewarm_queue import DEFAULT_STREAM, Worker, enqueue, worker_client
 from cache.purge import PurgeFilter, purge_disk, purge_redis
-from cache.queue import DEFAULT_STREAM, Worker, enqueue, worker_client
+from cache.tiered import DEFAULT_CACHE_DIR
 from sr_engine.gpu_metrics import register_gpu_metrics
 
 console = Console(soft_wrap=True)
@@ -71,7 +72,7 @@ def purge(
     dataset: str | None = typer.Option(None, help="Dataset URL or path (as clients send it)."),
     zoom: str | None = typer.Option(None, help="Zoom range, e.g. 14-18 or 16."),
     model_version: str | None = typer.Option(None, help="Model version to purge."),
-    cache_dir: Path = typer.Option(Path("./cache-data"), envvar="HNDSR_CACHE_DIR"),
+    cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, envvar="HNDSR_CACHE_DIR"),
     redis_url: str | None = typer.Option(None, envvar="HNDSR_REDIS_URL"),
     purge_all: bool = typer.Option(False, "--all", help="Purge every tile."),
 ) -> None:
@@ -91,141 +92,158 @@ def purge(
         console.print(f"redis: {purge_redis(redis_url, selection)} tiles deleted")
 
 
+def plan_prewarm(
+    source: TileSource,
+    zoom: str,
+    bbox: str | None = None,
+    geojson: Path | None = None,
+) -> list[morecantile.Tile]:
+    """The tiles to pre-warm: ``source``'s footprint (or ``bbox`` / ``geojson``) at ``zoom``."""
+    area = tuple(float(v) for v in bbox.split(",")) if bbox else None
+    return list(
+        plan_tiles(
+            morecantile.tms.get(source.tms),
+            dataset_bounds(source),
+            _zooms(zoom),
+            bbox=area,  # type: ignore[arg-type]
+            geometries=load_geojson(geojson) if geojson else None,
+        )
+    )
+
+
+def prewarm_local(
+    app: Any,
+    source: TileSource,
+    tiles: list[morecantile.Tile],
+    concurrency: int,
+    progress_path: Path,
+) -> Summary:
+    """Compute ``tiles`` through ``app`` in this process with a progress bar; the first
+    Ctrl-C lets tiles in flight finish (``summary.interrupted``), the progress file resumes."""
+    summary = Summary()
+    columns = (
+        TextColumn("[bold]prewarm"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} tiles/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("prewarm", total=len(tiles), rate=0.0)
+
+        def advance(n: int) -> None:
+            progress.update(task, advance=n, rate=summary.rate)
+
+        stop = stop_on_ctrl_c()
+        try:
+            asyncio.run(
+                run_prewarm(app, source, tiles, concurrency, summary, progress_path, advance, stop)
+            )
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+            stop.set()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        summary.interrupted = stop.is_set()
+    if summary.done + summary.skipped == summary.total:
+        progress_path.unlink(missing_ok=True)
+    return summary
+
+
+def prewarm(
+    url: str = typer.Argument(..., help="Dataset URL/path, or a STAC item (with --stac)."),
+    zoom: str = typer.Option(..., help="Zoom range, e.g. 12-16."),
+    stac: bool = typer.Option(False, help="URL is a STAC item (default for *.json)."),
+    assets: list[str] = typer.Option([], help="STAC assets (repeat)."),
+    bbox: str | None = typer.Option(None, help="west,south,east,north (lon/lat)."),
+    geojson: Path | None = typer.Option(None, help="GeoJSON area (default: footprint)."),
+    sr: str = typer.Option("auto", help="SR mode: auto|off|bicubic|fast|diffusion."),
+    tms: str = typer.Option("WebMercatorQuad", help="Tile matrix set."),
+    tilesize: int | None = typer.Option(None, help="Tile size as clients request it."),
+    fmt: str | None = typer.Option(None, "--format", help="Tile format (png, webp...)."),
+    param: list[str] = typer.Option([], help="Extra query parameter name=value (repeat)."),
+    concurrency: int = typer.Option(8, min=1, help="Tiles in flight."),
+    progress_file: Path | None = typer.Option(
+        None, help="Resume file (default: .prewarm-<zoom>.progress)."
+    ),
+    dry_run: bool = typer.Option(False, help="Only count the tiles."),
+    queue: str | None = typer.Option(None, help="redis:// URL: enqueue for workers."),
+    stream: str = typer.Option(DEFAULT_STREAM, help="Redis Stream of the queue."),
+    app: str = typer.Option(..., help="App factory (module:callable) that computes the tiles."),
+) -> None:
+    """Compute (or enqueue) every tile of an area and zoom range; skips cached tiles."""
+    extra = [tuple(p.split("=", 1)) for p in param]
+    extra += [("assets", a) for a in assets]
+    source = TileSource(
+        url=url,
+        endpoint="stac" if stac or url.endswith(".json") else "cog",
+        tms=tms,
+        sr=sr,
+        fmt=fmt,
+        tilesize=tilesize,
+        params=tuple((k, v) for k, v in extra),
+    )
+    tiles = plan_prewarm(source, zoom, bbox, geojson)
+    console.print(f"{len(tiles)} tiles at zoom {zoom}")
+    if dry_run:
+        return
+    if queue:
+        added = asyncio.run(enqueue(queue, (source.path(t) for t in tiles), stream))
+        console.print(f"enqueued {added} jobs on {stream}")
+        return
+    progress_path = progress_file or Path(f".prewarm-{zoom}.progress")
+    summary = prewarm_local(load_app(app), source, tiles, concurrency, progress_path)
+    if summary.interrupted:
+        console.print(f"interrupted; rerun the same command to resume ({progress_path})")
+    console.print(
+        f"done {summary.done}, skipped {summary.skipped}, failed {summary.failed} "
+        f"(statuses {summary.statuses}), {summary.rate:.1f} tiles/s"
+    )
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def worker(
+    queue: str = typer.Option(..., envvar="HNDSR_REDIS_URL", help="redis:// URL."),
+    stream: str = typer.Option(DEFAULT_STREAM, help="Redis Stream of the queue."),
+    batch: int = typer.Option(8, min=1, help="Jobs read (and run) at once."),
+    claim_idle_ms: int = typer.Option(60_000, help="Reclaim entries idle this long."),
+    max_deliveries: int = typer.Option(3, min=1, help="Deliveries before dead-lettering."),
+    exit_when_drained: bool = typer.Option(False, help="Stop when nothing is left."),
+    name: str | None = typer.Option(None, help="Consumer name (default: host-random)."),
+    app: str = typer.Option(..., help="App factory (module:callable) that computes the tiles."),
+    metrics_port: int | None = typer.Option(
+        None, help="Serve Prometheus metrics on this port (e.g. 9100)."
+    ),
+) -> None:
+    """Process pre-warm jobs from the Redis Stream through the in-process app."""
+    if metrics_port is not None:
+        prometheus_client.start_http_server(metrics_port)
+        register_gpu_metrics()
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            http = await app_client(load_app(app), stack)
+            client = worker_client(queue)
+            stack.push_async_callback(client.aclose)
+            runner = Worker(client, http, stream, batch, claim_idle_ms, max_deliveries, name)
+            stats = await runner.run(exit_when_drained)
+            console.print(
+                f"worker {runner.name}: done {stats.done}, retried {stats.retried}, "
+                f"reclaimed {stats.reclaimed}, dead-lettered {stats.dead}"
+            )
+
+    asyncio.run(main())
+
+
 def register(cli: typer.Typer, app_factory: str) -> None:
     """Add ``cache purge``, ``prewarm`` and ``worker`` to ``cli``; tiles run through
-    ``app_factory`` (``module:callable``)."""
+    ``app_factory`` (``module:callable``) unless ``--app`` names another."""
     cache_cli = typer.Typer(help="Tile cache maintenance.", no_args_is_help=True)
     cache_cli.command("purge")(purge)
     cli.add_typer(cache_cli, name="cache")
-
-    @cli.command("prewarm")
-    def prewarm(
-        url: str = typer.Argument(..., help="Dataset URL/path, or a STAC item (with --stac)."),
-        zoom: str = typer.Option(..., help="Zoom range, e.g. 12-16."),
-        stac: bool = typer.Option(False, help="URL is a STAC item (default for *.json)."),
-        assets: list[str] = typer.Option([], help="STAC assets (repeat)."),
-        bbox: str | None = typer.Option(None, help="west,south,east,north (lon/lat)."),
-        geojson: Path | None = typer.Option(None, help="GeoJSON area (default: footprint)."),
-        sr: str = typer.Option("auto", help="SR mode: auto|off|bicubic|fast|diffusion."),
-        tms: str = typer.Option("WebMercatorQuad", help="Tile matrix set."),
-        tilesize: int | None = typer.Option(None, help="Tile size as clients request it."),
-        fmt: str | None = typer.Option(None, "--format", help="Tile format (png, webp...)."),
-        param: list[str] = typer.Option([], help="Extra query parameter name=value (repeat)."),
-        concurrency: int = typer.Option(8, min=1, help="Tiles in flight."),
-        progress_file: Path | None = typer.Option(
-            None, help="Resume file (default: .prewarm-<zoom>.progress)."
-        ),
-        dry_run: bool = typer.Option(False, help="Only count the tiles."),
-        queue: str | None = typer.Option(None, help="redis:// URL: enqueue for workers."),
-        stream: str = typer.Option(DEFAULT_STREAM, help="Redis Stream of the queue."),
-        app: str = typer.Option(app_factory, help="App factory that computes the tiles."),
-    ) -> None:
-        """Compute (or enqueue) every tile of an area and zoom range; skips cached tiles."""
-        extra = [tuple(p.split("=", 1)) for p in param]
-        extra += [("assets", a) for a in assets]
-        source = TileSource(
-            url=url,
-            endpoint="stac" if stac or url.endswith(".json") else "cog",
-            tms=tms,
-            sr=sr,
-            fmt=fmt,
-            tilesize=tilesize,
-            params=tuple((k, v) for k, v in extra),
-        )
-        area = tuple(float(v) for v in bbox.split(",")) if bbox else None
-        tiles = list(
-            plan_tiles(
-                morecantile.tms.get(tms),
-                dataset_bounds(source),
-                _zooms(zoom),
-                bbox=area,  # type: ignore[arg-type]
-                geometries=load_geojson(geojson) if geojson else None,
-            )
-        )
-        console.print(f"{len(tiles)} tiles at zoom {zoom}")
-        if dry_run:
-            return
-        if queue:
-            added = asyncio.run(enqueue(queue, (source.path(t) for t in tiles), stream))
-            console.print(f"enqueued {added} jobs on {stream}")
-            return
-        summary = Summary()
-        progress_path = progress_file or Path(f".prewarm-{zoom}.progress")
-        columns = (
-            TextColumn("[bold]prewarm"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:.1f} tiles/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("prewarm", total=len(tiles), rate=0.0)
-
-            def advance(n: int) -> None:
-                progress.update(task, advance=n, rate=summary.rate)
-
-            stop = stop_on_ctrl_c()
-            try:
-                asyncio.run(
-                    run_prewarm(
-                        load_app(app),
-                        source,
-                        tiles,
-                        concurrency,
-                        summary,
-                        progress_path,
-                        advance,
-                        stop,
-                    )
-                )
-            except KeyboardInterrupt:  # a second Ctrl-C: stop at once
-                stop.set()
-            finally:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-            interrupted = stop.is_set()
-            if interrupted:
-                console.print(f"interrupted; rerun the same command to resume ({progress_path})")
-        console.print(
-            f"done {summary.done}, skipped {summary.skipped}, failed {summary.failed} "
-            f"(statuses {summary.statuses}), {summary.rate:.1f} tiles/s"
-        )
-        if summary.done + summary.skipped == summary.total:
-            progress_path.unlink(missing_ok=True)
-        if interrupted:
-            raise typer.Exit(130)
-        if summary.failed:
-            raise typer.Exit(1)
-
-    @cli.command("worker")
-    def worker(
-        queue: str = typer.Option(..., envvar="HNDSR_REDIS_URL", help="redis:// URL."),
-        stream: str = typer.Option(DEFAULT_STREAM, help="Redis Stream of the queue."),
-        batch: int = typer.Option(8, min=1, help="Jobs read (and run) at once."),
-        claim_idle_ms: int = typer.Option(60_000, help="Reclaim entries idle this long."),
-        max_deliveries: int = typer.Option(3, min=1, help="Deliveries before dead-lettering."),
-        exit_when_drained: bool = typer.Option(False, help="Stop when nothing is left."),
-        name: str | None = typer.Option(None, help="Consumer name (default: host-random)."),
-        app: str = typer.Option(app_factory, help="App factory that computes the tiles."),
-        metrics_port: int | None = typer.Option(
-            None, help="Serve Prometheus metrics on this port (e.g. 9100)."
-        ),
-    ) -> None:
-        """Process pre-warm jobs from the Redis Stream through the in-process app."""
-        if metrics_port is not None:
-            prometheus_client.start_http_server(metrics_port)
-            register_gpu_metrics()
-
-        async def main() -> None:
-            async with AsyncExitStack() as stack:
-                http = await app_client(load_app(app), stack)
-                client = worker_client(queue)
-                stack.push_async_callback(client.aclose)
-                runner = Worker(client, http, stream, batch, claim_idle_ms, max_deliveries, name)
-                stats = await runner.run(exit_when_drained)
-                console.print(
-                    f"worker {runner.name}: done {stats.done}, retried {stats.retried}, "
-                    f"reclaimed {stats.reclaimed}, dead-lettered {stats.dead}"
-                )
-
-        asyncio.run(main())
+    defaults = {"default_map": {"app": app_factory}}
+    cli.command("prewarm", context_settings=defaults)(prewarm)
+    cli.command("worker", context_settings=defaults)(worker)

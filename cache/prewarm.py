@@ -129,6 +129,7 @@ class Summary:
     failed: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    interrupted: bool = False
 
     @property
     def rate(self) -> float:

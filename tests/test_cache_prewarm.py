@@ -16,7 +16,7 @@ import morecantile
 import redis
 
 from cache.prewarm import plan_tiles
-from cache.queue import GROUP, enqueue
+from cache.prewarm_queue import GROUP, enqueue
 from tests.apps.http import CENTRE, SCENE, TEST_APP
 
 BBOX = f"{CENTRE[0] - 0.02},{CENTRE[1] - 0.015},{CENTRE[0] + 0.02},{CENTRE[1] + 0.015}"
