@@ -80,7 +80,9 @@ def parse_tile_request(path: str, query: str) -> TileRequest | None:
         return None
     values: dict[str, list[str]] = {}
     url = ""
-    fmt = (match["fmt"] or "").lower()
+    fmt = match["fmt"] or ""
+    if fmt != fmt.lower():
+        return None  # TiTiler answers 422 for ``.PNG``: so must a cached tile (no hit here)
     tilesize = DEFAULT_TILESIZE
     sr = DEFAULT_SR
     for name, value in parse_qsl(query, keep_blank_values=True):

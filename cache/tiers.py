@@ -7,7 +7,9 @@ trouble (a broken tier is a miss, counted as an error) and ``healthy`` says whet
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +18,8 @@ import diskcache
 
 from cache.entry import CorruptEntryError, Entry
 from cache.metrics import CACHE_TIER_UP, TILE_CACHE
+
+log = logging.getLogger(__name__)
 
 
 class CacheTier(Protocol):
@@ -120,20 +124,52 @@ class DiskTier:
     """diskcache (SQLite + files) bounded by ``size_mb``; process- and thread-safe.
 
     Entries are stored checksummed; reads run inline (a local SQLite lookup is sub-millisecond),
-    writes in a thread.
+    writes in a thread. A corrupt cache directory found at start-up is moved aside
+    (``<dir>.corrupt-<time>``) and a fresh one created; one that cannot be opened (a full or
+    read-only disk) leaves the tier disabled: every call a miss, ``healthy`` false.
     """
 
     name = "disk"
 
     def __init__(self, directory: Path, size_mb: int) -> None:
         self.directory = Path(directory)
-        self.cache = diskcache.Cache(
-            str(self.directory),
-            size_limit=size_mb * 2**20,
-            eviction_policy="least-recently-stored",
-        )
+        self.size_mb = size_mb
         self._counters = TierCounters(self.name)
         self._healthy = True
+        self.moved_aside: Path | None = None
+        """Where a corrupt cache directory was moved at start-up (None if it was not)."""
+        self.cache: diskcache.Cache | None = None
+        try:
+            self.cache = self._open()
+        except sqlite3.OperationalError as exc:  # full, read-only, locked: keep the data
+            self._disable(exc)
+        except sqlite3.DatabaseError as exc:  # malformed, not a database
+            self._move_aside(exc)
+        except OSError as exc:
+            self._disable(exc)
+
+    def _open(self) -> diskcache.Cache:
+        return diskcache.Cache(
+            str(self.directory),
+            size_limit=self.size_mb * 2**20,
+            eviction_policy="least-recently-stored",
+        )
+
+    def _disable(self, exc: BaseException) -> None:
+        log.error("disk cache %s unusable, tier disabled: %s", self.directory, exc)
+        self.cache = None
+        self._failed()
+
+    def _move_aside(self, exc: BaseException) -> None:
+        aside = self.directory.with_name(f"{self.directory.name}.corrupt-{int(time.time())}")
+        try:
+            self.directory.rename(aside)
+            self.cache = self._open()
+        except (OSError, sqlite3.Error) as retry_exc:
+            self._disable(retry_exc)
+            return
+        self.moved_aside = aside
+        log.error("disk cache %s corrupt (%s): moved to %s", self.directory, exc, aside)
 
     def _failed(self) -> None:
         self._counters.error.inc()
@@ -147,6 +183,8 @@ class DiskTier:
 
     async def get(self, key: str) -> Entry | None:
         """See ``CacheTier.get``; a corrupt entry is deleted and counted as an error."""
+        if self.cache is None:
+            return None
         try:
             data = self.cache.get(key)
         except (OSError, sqlite3.Error):
@@ -163,6 +201,8 @@ class DiskTier:
 
     async def set(self, key: str, entry: Entry) -> None:
         """See ``CacheTier.set``."""
+        if self.cache is None:
+            return
         try:
             await asyncio.to_thread(self.cache.set, key, entry.encode())
         except (OSError, sqlite3.Error):
@@ -172,15 +212,19 @@ class DiskTier:
 
     async def delete(self, key: str) -> None:
         """See ``CacheTier.delete``."""
+        if self.cache is None:
+            return
         try:
             self.cache.delete(key)
         except (OSError, sqlite3.Error):
             self._failed()
 
     def healthy(self) -> bool:
-        """False after an I/O or SQLite error, until an operation works again."""
-        return self._healthy
+        """False after an I/O or SQLite error, until an operation works again; always false
+        when the tier is disabled."""
+        return self._healthy and self.cache is not None
 
     def close(self) -> None:
         """Close the SQLite connections."""
-        self.cache.close()
+        if self.cache is not None:
+            self.cache.close()

@@ -234,7 +234,10 @@ class SRRuntime:
         retry_after = max(1.0, math.ceil(wait))
         if self._queue.foreground_count >= self.queue_limit:
             raise Overloaded(f"the SR queue is full ({self.queue_limit} jobs)", retry_after)
-        if self.latency_budget_s is not None and wait > self.latency_budget_s:
+        idle = self._busy_since is None and self._queue.foreground_count == 0
+        # an idle runtime admits whatever its estimate says: the estimate only moves when a
+        # batch runs, so refusing here could refuse forever after one slow burst
+        if self.latency_budget_s is not None and wait > self.latency_budget_s and not idle:
             raise Overloaded(
                 f"expected SR wait {wait:.2f}s exceeds the latency budget", retry_after
             )

@@ -3,6 +3,8 @@ service routes. ``create_app`` is the uvicorn factory (``tileserver.app:create_a
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -23,11 +25,21 @@ from cache import (
     cors_replica,
 )
 from sr_engine import Upscaler
+from tileserver.auth import install_api_keys
 from tileserver.dependencies import SRParams, allowed_url, check_tile_index
-from tileserver.errors import install_error_handlers
+from tileserver.errors import ERROR_RESPONSES, install_error_handlers
 from tileserver.factories import SRStacRenderExtension, SRTileJSONExtension
+from tileserver.guards import BodySizeLimit, RenderGate, limit_render_threads
 from tileserver.head import HeadAsGetMiddleware
+from tileserver.limits import (
+    COG_DEPENDENCIES,
+    LIMITED_DEPENDENCIES,
+    STAC_DEPENDENCIES,
+    ReadLimits,
+    check_request,
+)
 from tileserver.ogc import include_ogc_routes
+from tileserver.ratelimit import ColdSRRateLimit, TokenBuckets
 from tileserver.reader import SRConfig, SRReader, SRSTACReader
 from tileserver.remote_setup import build_allowlist
 from tileserver.routes import RequestMetricsMiddleware, router
@@ -51,6 +63,14 @@ TILE_ROUTES = [
 ]
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Bound the render threads, then the SR lifespan (model warm-up, batch drain)."""
+    limit_render_threads(app.state.settings.render_threads)
+    async with sr_lifespan(app):
+        yield
+
+
 def create_app(settings: Settings | None = None, upscaler: Upscaler | None = None) -> FastAPI:
     """Build the app. ``upscaler`` replaces the HNDSR model (tests inject stand-ins)."""
     settings = settings or get_settings()
@@ -58,7 +78,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     app = FastAPI(
         title="hndsr-tiles",
         description="TiTiler-compatible tile server that super-resolves past native resolution.",
-        lifespan=sr_lifespan,
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.supported_tms = SUPPORTED_TMS
@@ -67,6 +87,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         max_scale=settings.sr_max_scale,
         backend=SRBackend(settings, model=upscaler),
         allowlist=allowlist,
+        read_limits=ReadLimits.from_settings(settings),
     )
     # name -> callable returning True while that part runs in fallback (listed by /readyz)
     app.state.degraded_checks = {
@@ -80,6 +101,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         "supported_tms": SUPPORTED_TMS,
         "route_dependencies": [(TILE_ROUTES, [Depends(check_tile_index)])],
         "add_ogc_maps": True,
+        **LIMITED_DEPENDENCIES,
     }
     cog = TilerFactory(
         reader=SRReader,
@@ -92,6 +114,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
             SRTileJSONExtension(),
         ],
         **factory_options,
+        **COG_DEPENDENCIES,
     )
     stac = MultiBaseTilerFactory(
         reader=SRSTACReader,
@@ -104,9 +127,16 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
             SRTileJSONExtension(),
         ],
         **factory_options,
+        **STAC_DEPENDENCIES,
     )
-    app.include_router(cog.router, prefix="/cog", tags=["Cloud Optimized GeoTIFF"])
-    app.include_router(stac.router, prefix="/stac", tags=["STAC"])
+    dataset_routes: dict[str, Any] = {
+        "dependencies": [Depends(check_request)],
+        "responses": ERROR_RESPONSES,
+    }
+    app.include_router(
+        cog.router, prefix="/cog", tags=["Cloud Optimized GeoTIFF"], **dataset_routes
+    )
+    app.include_router(stac.router, prefix="/stac", tags=["STAC"], **dataset_routes)
     app.include_router(router)
     include_ogc_routes(app, [cog, stac])
     install_error_handlers(app)
@@ -123,7 +153,18 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     app.state.degraded_checks.update(tiles.down_checks())
 
     # Middleware, innermost first (each add_middleware wraps the previous ones).
+    app.add_middleware(
+        RenderGate,
+        deadline_s=settings.render_deadline_s,
+        capacity=settings.render_threads + settings.render_queue,
+    )
     app.add_middleware(SRReportMiddleware)
+    if settings.rate_limit_per_minute > 0:  # behind the tile cache: hits never count
+        buckets = TokenBuckets(
+            settings.rate_limit_per_minute / 60, settings.rate_limit_burst, settings.redis_url
+        )
+        app.add_middleware(ColdSRRateLimit, buckets=buckets)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # POSTs: not cached
     app.add_middleware(TileCacheMiddleware, tiles=tiles)
     # The layers outside the cache, each with what the hit fast path does in its place.
     # A middleware added here without its replica would be skipped by memory hits.
@@ -136,4 +177,5 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     # Memory hits end here (cache/fast_path.py); only the HEAD rewrite is outside it.
     app.add_middleware(HitFastPath, tiles=tiles, replicas=[replica for _, replica in outside_cache])
     app.add_middleware(HeadAsGetMiddleware)  # HEAD runs as GET (memory hits included)
+    install_api_keys(app, settings)  # outside the hit fast path: cached tiles need a key too
     return app

@@ -16,7 +16,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -24,6 +24,7 @@ import attr
 import numpy as np
 import pystac
 from rasterio.enums import Resampling
+from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.expression import parse_expression
 from rio_tiler.io import Reader, STACReader
@@ -33,6 +34,7 @@ from scipy import ndimage
 
 from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.interface import regular_field
+from tileserver.limits import ReadLimits, clipped_part, dataset_window, output_size
 from tileserver.security import Allowlist
 from tileserver.sr_backend import SRBackend
 from tileserver.sr_report import SRReport, ZoomInfo, current_report
@@ -65,6 +67,7 @@ class SRConfig:
     max_scale: float
     backend: SRBackend
     allowlist: Allowlist
+    read_limits: ReadLimits = field(default_factory=ReadLimits)
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,32 @@ class SRReader(Reader):
         image, mode, model = self._super_resolve(frame, scale, indexes, kwargs)
         report.record(mode, scale, model)
         return image.apply_expression(expression) if expression else image
+
+    def part(self, bbox: Any, *args: Any, **kwargs: Any) -> ImageData:  # type: ignore[override]
+        """rio-tiler's ``part`` within the read limits; a tile far larger than the dataset
+        reads only the dataset's footprint (GDAL's warp of a whole low-zoom tile takes minutes)."""
+        assert self.sr_config is not None
+        bounds_crs = kwargs.get("bounds_crs", WGS84_CRS)
+        dst_crs = kwargs.get("dst_crs") or bounds_crs
+        width, height, max_size = kwargs.get("width"), kwargs.get("height"), kwargs.get("max_size")
+        window = dataset_window(self.dataset, bbox, bounds_crs)
+        out = output_size(self.dataset, bbox, bounds_crs, window, width, height, max_size)
+        self.sr_config.read_limits.check_output(*out)
+        self.sr_config.read_limits.check_source(self.dataset, window, out)
+        options = {**kwargs, "bounds_crs": bounds_crs, "dst_crs": dst_crs}
+        clipped = None if args else clipped_part(self, bbox, options, super().part)
+        return clipped if clipped is not None else super().part(bbox, *args, **kwargs)
+
+    def read(self, *args: Any, **kwargs: Any) -> ImageData:  # type: ignore[override]
+        """rio-tiler's ``read`` (previews) within the read limits."""
+        assert self.sr_config is not None
+        dataset: Any = self.dataset
+        window = (float(dataset.width), float(dataset.height))
+        width, height, max_size = kwargs.get("width"), kwargs.get("height"), kwargs.get("max_size")
+        out = output_size(dataset, None, None, window, width, height, max_size)
+        self.sr_config.read_limits.check_output(*out)
+        self.sr_config.read_limits.check_source(dataset, window, out)
+        return super().read(*args, **kwargs)
 
     def _should_super_resolve(self, scale: tuple[float, float]) -> bool:
         assert self.sr_config is not None

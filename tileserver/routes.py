@@ -92,13 +92,13 @@ def catalog(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/healthz", tags=["service"])
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", tags=["service"])
-def readyz(request: Request) -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     """Ready to serve tiles; ``degraded`` names what runs in fallback (model, cache tiers...)."""
     state = request.app.state
     degraded = sorted(name for name, check in state.degraded_checks.items() if check())
@@ -111,7 +111,7 @@ def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", tags=["service"], include_in_schema=False)
-def metrics() -> Response:
+async def metrics() -> Response:
     """Prometheus metrics (aggregated over workers when PROMETHEUS_MULTIPROC_DIR is set)."""
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

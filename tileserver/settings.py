@@ -75,13 +75,68 @@ class Settings(BaseSettings):
         "(tile routes accept all 13 of morecantile's).",
     )
 
+    max_tilesize: int = Field(1024, ge=64, description="Largest `tilesize` of a tile request.")
+    max_buffer: int = Field(64, ge=0, description="Largest tile `buffer` (pixels each side).")
+    max_padding: int = Field(64, ge=0, description="Largest tile `padding` (pixels).")
+    max_image_pixels: int = Field(
+        2048 * 2048,
+        ge=65536,
+        description="Most output pixels of a preview, bbox or feature image (width x height).",
+    )
+    max_bands: int = Field(16, ge=1, description="Most bands out of `bidx` or `expression`.")
+    max_expression_length: int = Field(
+        1000, ge=16, description="Longest band-math `expression` (characters)."
+    )
+    max_histogram_bins: int = Field(1024, ge=1, description="Most `histogram_bins`.")
+    max_feature_vertices: int = Field(
+        100_000, ge=4, description="Most vertices of a GeoJSON body (feature, statistics)."
+    )
+    max_body_bytes: int = Field(
+        4 * 2**20, ge=1024, description="Largest request body (bytes); larger: 413."
+    )
+    max_source_pixels: int = Field(
+        64 * 2**20,
+        ge=2**20,
+        description="Most source pixels one request may read (at the overview GDAL uses); "
+        "a low-zoom request on a dataset without overviews is refused.",
+    )
+    render_deadline_s: float = Field(
+        30.0, gt=0, description="Longest a dataset request may render before it answers 504."
+    )
+    render_threads: int = Field(
+        32,
+        ge=1,
+        description="Threads for TiTiler work (health checks never wait for them); each SR "
+        "tile waiting for its batch holds one.",
+    )
+    render_queue: int = Field(
+        64,
+        ge=0,
+        description="Dataset requests waiting for a render thread before new ones get 503.",
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated API keys; empty: no key needed (the embedded default).",
+    )
+    url_signing_secret: str | None = Field(
+        None, description="Secret of signed tile URLs (`?token=`); unset: no signed URLs."
+    )
+    rate_limit_per_minute: float = Field(
+        0.0,
+        ge=0,
+        description="Cold SR tiles per minute per API key and per client IP; 0: no limit.",
+    )
+    rate_limit_burst: int = Field(
+        20, ge=1, description="Cold SR tiles a client may take at once before its rate applies."
+    )
+
     @field_validator("wmts_tms", mode="after")
     @classmethod
     def _known_tms(cls, value: list[str]) -> list[str]:
         tms_subset(value)  # ValueError naming the unknown ones
         return value
 
-    @field_validator("allowed_sources", "wmts_tms", mode="before")
+    @field_validator("allowed_sources", "wmts_tms", "api_keys", mode="before")
     @classmethod
     def _split_sources(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,0 +1,156 @@
+"""ASGI guards that keep one request from taking the server: a body-size limit, and the
+render gate (a bound on dataset requests in flight, 503 beyond it, and a render deadline,
+504 past it). Rendering runs in anyio's worker threads, bounded by ``limit_render_threads``;
+``/healthz``, ``/readyz`` and ``/metrics`` are coroutines and never wait for those threads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio.to_thread
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DATASET_PREFIXES = ("/cog/", "/stac/")
+"""Paths of the routes that open datasets and render (the render gate's scope)."""
+OVERLOAD_RETRY_AFTER_S = 1
+
+
+def limit_render_threads(threads: int) -> None:
+    """Bound anyio's worker threads (FastAPI's sync routes and dependencies) to ``threads``.
+
+    Call from the running event loop (the app's lifespan)."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+
+async def send_json(send: Send, status: int, detail: str, headers: list | None = None) -> None:
+    """Answer with ``{"detail": detail}``."""
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimit:
+    """413 for a request body over ``max_bytes`` (announced or streamed), before the app
+    parses it; the accepted body is replayed to the app."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        detail = f"request body over {self.max_bytes} bytes (setting HNDSR_MAX_BODY_BYTES)"
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await send_json(send, 413, detail)
+                return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await send_json(send, 413, detail)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+class RenderGate:
+    """Dataset requests: at most ``capacity`` in flight (503 + Retry-After beyond, at once),
+    each answered within ``deadline_s`` (504 when it has not started its response by then).
+
+    A request past its deadline is abandoned, not interrupted: its worker thread finishes
+    the read in the background and still counts against ``capacity`` until it does, so
+    abandoned work cannot pile up beyond the bound.
+    """
+
+    def __init__(
+        self, app: ASGIApp, deadline_s: float, capacity: int, prefixes=DATASET_PREFIXES
+    ) -> None:
+        self.app = app
+        self.deadline_s = deadline_s
+        self.capacity = capacity
+        self.prefixes = tuple(prefixes)
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.capacity:
+            retry = [(b"retry-after", str(OVERLOAD_RETRY_AFTER_S).encode())]
+            await send_json(send, 503, "server busy: too many requests rendering", retry)
+            return
+        started = abandoned = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if abandoned:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        self.in_flight += 1
+        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        task.add_done_callback(self._finished)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.deadline_s)
+        except TimeoutError:
+            if started:  # a response on its way (streaming): let it finish
+                await task
+                return
+            abandoned = True
+            task.cancel()
+            log.warning(
+                "%s abandoned after the %ss render deadline", scope["path"], self.deadline_s
+            )
+            await send_json(
+                send,
+                504,
+                f"render deadline of {self.deadline_s:g} s exceeded "
+                "(setting HNDSR_RENDER_DEADLINE_S)",
+            )
+
+    def _finished(self, task: asyncio.Future) -> None:
+        self.in_flight -= 1
+        if not task.cancelled():
+            task.exception()  # mark retrieved: an abandoned request's error is not re-reported
