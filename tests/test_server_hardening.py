@@ -62,9 +62,11 @@ class Watch:
 def server(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A server on the sample scene with the real model and default limits, and its pid."""
     pool = ServerPool(tmp_path_factory.mktemp("hardening"))
-    base = pool.start({"HNDSR_DATA_DIR": str(sample_scene)})
-    yield {"base": base, "pid": pool.processes[-1].pid, "data": sample_scene}
-    pool.close()
+    try:  # a server that fails to start is stopped too
+        base = pool.start({"HNDSR_DATA_DIR": str(sample_scene)})
+        yield {"base": base, "pid": pool.processes[-1].pid, "data": sample_scene}
+    finally:
+        pool.close()
 
 
 def _feature(vertices: int) -> bytes:
