@@ -24,7 +24,7 @@ done
 status=0
 "$BIN/schemathesis" --config-file scripts/schemathesis.toml run \
     "http://127.0.0.1:$PORT/openapi.json" --checks not_a_server_error \
-    --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-4}" --phases examples,coverage,fuzzing \
+    --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-3}" --phases "${SCHEMATHESIS_PHASES:-examples,fuzzing}" \
     --request-timeout 60 --generation-deterministic --no-color "$@" || status=$?
 if [ $status -ne 0 ]; then tail -n 60 "$WORK/server.log"; fi
 exit $status
