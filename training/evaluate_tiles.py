@@ -6,8 +6,9 @@ sample scene), coarse COGs are made by area averaging and by a Gaussian PSF then
 averaging at each scale; a real server (uvicorn subprocess) serves fine and coarse; at the
 fine scene's native zoom the coarse scene's tiles (``sr=fast|diffusion|bicubic`` and
 TiTiler's overzoom ``sr=off&resampling=X&reproject=X``) are scored against the fine
-scene's own tiles by PSNR / SSIM on the luma. Only tiles fully inside valid data (and
-inside the scene's test areas, ``training.data.scene_areas``) count. Writes
+scene's own tiles by PSNR / SSIM on the luma. Only pixels ``margin`` coarse pixels inside
+valid data and inside the scene's test areas (``training.data.scene_areas``) count
+(decision 0350). Writes
 ``eval_tiles.json``, ``eval_tiles.md``, ``eval_tiles.png`` and ``crops/*.png``.
 """
 
@@ -323,7 +324,7 @@ def evaluate(checkpoint: Path, settings: TileEvalSettings, workdir: Path) -> tup
                 rows += scene_rows
                 samples.update(scene_samples)
     if not rows:
-        raise SystemExit("no scene had a tile fully inside its valid data")
+        raise SystemExit("no scene had a tile with scored pixels")
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "model_version": model["version"],

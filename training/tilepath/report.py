@@ -20,12 +20,53 @@ def _cases(rows: list[dict]) -> dict[tuple[str, str, int], dict[str, dict]]:
     return cases
 
 
-def markdown(result: dict) -> str:
-    """PSNR per scene, degradation and scale; the averages over scenes; the gates."""
-    methods = [m for m in (*TITILER, *SR_METHODS) if any(r["method"] == m for r in result["rows"])]
-    names = [m.replace("titiler-", "TiTiler ") for m in methods]
+def _methods(rows: list[dict]) -> list[str]:
+    return [m for m in (*TITILER, *SR_METHODS) if any(r["method"] == m for r in rows)]
+
+
+def _names(methods: list[str]) -> str:
+    return " | ".join(m.replace("titiler-", "TiTiler ") for m in methods)
+
+
+GAIN_KEYS = (
+    "fast_minus_best_titiler_mean",
+    "fast_minus_best_titiler_min",
+    "diffusion_minus_best_titiler_mean",
+    "bicubic_minus_titiler_cubic_mean",
+)
+
+
+def averages(result: dict) -> str:
+    """Per scale: each method's PSNR averaged over scenes and degradations, and the gains
+    of the gates (mean over scenes, both degradations pooled; min over scene x degradation)."""
+    methods = _methods(result["rows"])
     head = (
-        f"| scene | degr. | scale | tiles | {' | '.join(names)} | fast - best TiTiler |\n"
+        f"| scale | {_names(methods)} | fast - best TiTiler (mean / min) "
+        f"| diffusion - best TiTiler | bicubic - TiTiler cubic |\n"
+        f"|---|{'---|' * len(methods)}---|---|---|\n"
+    )
+    lines = []
+    for scale, v in result["summary"].items():
+        mean = {
+            m: np.mean(
+                [r["psnr"] for r in result["rows"] if r["method"] == m and str(r["scale"]) == scale]
+            )
+            for m in methods
+        }
+        cells = " | ".join(f"{mean[m]:.2f}" for m in methods)
+        gains = (
+            f"{v[GAIN_KEYS[0]]:+.2f} / {v[GAIN_KEYS[1]]:+.2f} | {v[GAIN_KEYS[2]]:+.2f} "
+            f"| {v[GAIN_KEYS[3]]:+.2f}"
+        )
+        lines.append(f"| x{scale} | {cells} | {gains} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def per_scene(result: dict) -> str:
+    """PSNR (and the tiles scored) per scene, degradation and scale."""
+    methods = _methods(result["rows"])
+    head = (
+        f"| scene | degr. | scale | tiles | {_names(methods)} | fast - best TiTiler |\n"
         f"|---|---|---|---|{'---|' * len(methods)}---|\n"
     )
     lines = []
@@ -35,36 +76,34 @@ def markdown(result: dict) -> str:
         gain = f"{by['fast']['psnr'] - best:+.2f}" if "fast" in by else "-"
         tiles = next(iter(by.values()))["tiles"]
         lines.append(f"| {scene} | {degradation} | x{scale} | {tiles} | {cells} | {gain} |")
-    keys = (
-        "fast_minus_best_titiler_mean",
-        "fast_minus_best_titiler_min",
-        "diffusion_minus_best_titiler_mean",
-        "bicubic_minus_titiler_cubic_mean",
-    )
-    summary = [
-        f"| x{s} | " + " | ".join(f"{v[k]:+.2f}" for k in keys) + " |"
-        for s, v in result["summary"].items()
-    ]
-    gates = "\n".join(
+    return head + "\n".join(lines) + "\n"
+
+
+def gate_lines(result: dict) -> str:
+    """One line per gate: value, threshold, PASS/FAIL (informational ones marked)."""
+    return "\n".join(
         f"- {g['name']}: {g['value']:+.3f} (threshold {g['threshold']:+.2f}) "
         + ("PASS" if g["passed"] else "FAIL")
         + ("" if g.get("blocking", True) else " (informational)")
         for g in result["gates"]
     )
+
+
+def markdown(result: dict) -> str:
+    """The averages over scenes, the per-scene table and the gates."""
     settings = result["settings"]
+    scenes = len({r["scene"] for r in result["rows"]})
     return (
-        f"Tile-path evaluation of {result['model_version']}: PSNR (dB) on the luma of "
-        f"{settings['tile_size']}-px WebMercatorQuad tiles at the fine scene's native zoom, "
-        f"coarse scene's tiles against the fine scene's own (`sr=off`, "
-        f"{settings['reference_resampling']}); tiles fully inside valid data"
-        f"{' and the test areas' if settings['test_areas'] else ''}.\n\n"
-        + head
-        + "\n".join(lines)
-        + "\n\nAverages over scenes (both degradations pooled; min over scene x degradation):\n\n"
-        "| scale | fast - best TiTiler (mean) | (min) | diffusion - best TiTiler | "
-        "bicubic - TiTiler cubic |\n|---|---|---|---|---|\n"
-        + "\n".join(summary)
-        + f"\n\nGates ({'PASS' if result['passed'] else 'FAIL'}):\n{gates}\n"
+        f"Tile-path evaluation of {result['model_version']} on {scenes} scenes: PSNR (dB) on "
+        f"the luma of {settings['tile_size']}-px WebMercatorQuad tiles at the fine scene's "
+        f"native zoom, the coarse scene's tiles against the fine scene's own (`sr=off`, "
+        f"{settings['reference_resampling']}), on pixels {settings['margin']} coarse pixels "
+        f"inside valid data{' in the test areas' if settings['test_areas'] else ''}.\n\n"
+        "Averages over scenes and degradations:\n\n"
+        + averages(result)
+        + "\nPer scene:\n\n"
+        + per_scene(result)
+        + f"\nGates ({'PASS' if result['passed'] else 'FAIL'}):\n{gate_lines(result)}\n"
     )
 
 
@@ -79,23 +118,31 @@ def plot(result: dict, path: Path) -> None:
     cases = _cases(result["rows"])
     degradations = sorted({d for _, d, _ in cases})
     scenes = sorted({s for s, _, _ in cases})
-    fig, axes = plt.subplots(1, len(degradations), figsize=(5.5 * len(degradations), 3.8))
-    for ax, degradation in zip(np.atleast_1d(axes), degradations, strict=True):
+    fig, axes = plt.subplots(
+        1, len(degradations), figsize=(5.5 * len(degradations), 3.8), sharey=True, squeeze=False
+    )
+    axes = axes[0]
+    for ax, degradation in zip(axes, degradations, strict=True):
+        gains: dict[int, list[float]] = defaultdict(list)
         for scene in scenes:
             keys = sorted(k for k in cases if k[0] == scene and k[1] == degradation)
             scales = [k[2] for k in keys]
             best = [max(cases[k][m]["psnr"] for m in TITILER if m in cases[k]) for k in keys]
             fast = [cases[k]["fast"]["psnr"] - b for k, b in zip(keys, best, strict=True)]
+            for scale, gain in zip(scales, fast, strict=True):
+                gains[scale].append(gain)
             line = ax.plot(scales, fast, "o-", label=f"{scene[:28]} fast")[0]
             if all("diffusion" in cases[k] for k in keys):
                 diff = [cases[k]["diffusion"]["psnr"] - b for k, b in zip(keys, best, strict=True)]
                 ax.plot(scales, diff, "x--", color=line.get_color(), alpha=0.6)
+        means = sorted((scale, float(np.mean(v))) for scale, v in gains.items())
+        ax.plot(*zip(*means, strict=True), "k-", lw=2.5, label="fast, mean over scenes")
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.axhline(0.7, color="red", lw=0.8, ls=":", label="gate +0.7 dB (mean)")
         ax.set(title=f"{degradation} (dashed: diffusion)", xlabel="scale")
         ax.set(ylabel="PSNR over best TiTiler overzoom (dB)")
         ax.set_xticks(sorted({k[2] for k in cases}))
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="best")
+    axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
