@@ -130,3 +130,51 @@ def test_scene_areas_are_disjoint_full_height_stripes_inside_the_scene(tmp_path)
     for (col0, row0, col1, row1), _ in windows:
         assert 0 <= col0 < col1 <= 300 and (row0, row1) == (0, 120)
     assert windows[-1][0][2] == 300 and scene_areas(path) == areas
+
+
+def test_learning_rate_schedules_are_named():
+    from training.core import learning_rate
+
+    cfg = StageConfig(lr=1e-3)
+    assert learning_rate(cfg, 0.0) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 1.0) == pytest.approx(1e-4)
+    assert learning_rate(StageConfig(lr=1e-3, schedule="constant"), 0.7) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        learning_rate(StageConfig(schedule="step"), 0.5)
+
+
+def test_train_stages_runs_the_stages_in_order_and_tunes_after_the_refiner(tmp_path):
+    from training.core import train_stages
+
+    torch.manual_seed(0)
+    net = HNDSR(HNDSRConfig(feats=8, blocks=1, hidden=8, ae_width=8, refiner_width=8))
+    img = np.random.default_rng(4).integers(0, 256, (40, 40, 3), np.uint8)
+    section = {"steps": 2, "batch": 2, "patch": 24, "log_every": 1}
+    params = {
+        "train": {"seed": 0, "autoencoder": section, "operator": section, "refiner": section},
+        "evaluate": {
+            "tune_images": 1,
+            "tune_scales": [2.0],
+            "diffusion_steps": [1],
+            "temperatures": [0.5, 1.0],
+            "max_psnr_drop": 5.0,
+        },
+    }
+    seen: list[tuple[str, int]] = []
+    done: list[str] = []
+    report = train_stages(
+        net,
+        ["autoencoder", "operator", "refiner"],
+        stack_images([img] * 3),
+        [img],
+        params,
+        "cpu",
+        lambda stage: tmp_path / f"{stage}.pt",
+        overrides={"operator": {"steps": 3}},
+        on_log=lambda stage, step, _: seen.append((stage, step)),
+        on_done=lambda stage, _: done.append(stage),
+    )
+    assert done == ["autoencoder", "operator", "refiner"]
+    assert [s for s, _ in seen].count("operator") == 3 and report["operator"]["steps"] == 3
+    assert report["diffusion_tuning"]["chosen"]["temperature"] == net.cfg.temperature
+    assert all((tmp_path / f"{s}.pt").exists() for s in done)

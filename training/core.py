@@ -1,11 +1,14 @@
-"""The three HNDSR training stages as plain loops (torch + numpy only).
+"""The HNDSR training driver: the three stages as plain loops (torch + numpy only).
 
 Stage 1 trains the autoencoder, stage 2 the neural operator, stage 3 the diffusion refiner;
 each freezes the others. A stage stops at ``steps`` or ``seconds`` (whichever comes first),
-saves a resumable state (weights, optimizer, step, elapsed time, RNG) every
-``ckpt_every`` steps and at the end, and resumes from it when started again. Logging and
-progress go through the ``on_log`` / ``on_step`` callbacks, so MLflow and progress bars
-stay at the edges (training/train.py) and the GPU script needs neither.
+follows the learning-rate schedule named in its config (``SCHEDULES``), saves a resumable
+state (weights, optimizer, step, elapsed time, RNG) every ``ckpt_every`` steps and at the
+end, and resumes from it when started again. ``train_stages`` runs a sequence of stages and
+tunes the diffusion sampler after the refiner; both entry points call it (one stage per
+DVC stage in training/train.py, all three on a time budget in training/gpu_train.py).
+Logging and progress go through callbacks, so MLflow and progress bars stay at the edges
+and the GPU script needs neither.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from sr_engine.bicubic import bicubic_at
-from sr_engine.model import HNDSR, alpha_bar, regular_inputs
+from sr_engine.model import HNDSR, HNDSRUpscaler, alpha_bar, regular_inputs
 from training.data import make_pair, sample_batch
 from training.degradations import DegradationConfig
+from training.protocol import tune_diffusion
 
 STAGES = ("autoencoder", "operator", "refiner")
 
@@ -44,11 +48,32 @@ class StageConfig:
     log_every: int = 50
     ckpt_every: int = 200
     seed: int = 0
+    schedule: str = "cosine"  # a name in SCHEDULES
 
     @classmethod
     def from_dict(cls, data: dict) -> StageConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+SCHEDULES: dict[str, Callable[[float], float]] = {
+    "cosine": lambda p: 0.1 + 0.45 * (1 + math.cos(math.pi * p)),  # cosine decay to 10 %
+    "constant": lambda p: 1.0,
+}
+
+
+def learning_rate(cfg: StageConfig, progress: float) -> float:
+    """The stage's learning rate at ``progress`` in [0, 1] of its steps or seconds."""
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {cfg.schedule!r}; expected one of {list(SCHEDULES)}")
+    return cfg.lr * SCHEDULES[cfg.schedule](min(progress, 1.0))
+
+
+def stage_config(params: dict, stage: str, **overrides) -> StageConfig:
+    """The stage's params.yaml section plus the shared logging knobs and seed."""
+    train = params["train"]
+    shared = {k: train[k] for k in ("log_every", "ckpt_every", "seed") if k in train}
+    return StageConfig.from_dict({**shared, **train[stage], **overrides})
 
 
 def make_training_pair(hr: torch.Tensor, cfg: StageConfig, rng: np.random.Generator):
@@ -184,8 +209,8 @@ def run_stage(
     start = time.perf_counter() - elapsed
     while step < cfg.steps and (cfg.seconds <= 0 or elapsed < cfg.seconds):
         progress = max(step / cfg.steps, elapsed / cfg.seconds if cfg.seconds > 0 else 0.0)
-        for group in opt.param_groups:  # cosine decay to 10 %
-            group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, progress)
         want = (step + 1) % cfg.log_every == 0
         loss, m = step_fn(net, images, cfg, rng, device, want)
         opt.zero_grad(set_to_none=True)
@@ -204,3 +229,58 @@ def run_stage(
     save()
     part.eval()
     return {**metrics, "steps": step, "seconds": elapsed}
+
+
+def tune(net: HNDSR, val_images: list, ev: dict, device: str | torch.device = "cpu") -> dict:
+    """Set ``net.cfg.steps`` / ``temperature`` from the grid in ``ev`` (params.yaml
+    ``evaluate``) on ``tune_images`` validation images; returns the record."""
+    best, grid = tune_diffusion(
+        HNDSRUpscaler(net, "tuning", device=str(device)),
+        val_images[: ev["tune_images"]],
+        ev["tune_scales"],
+        ev["diffusion_steps"],
+        ev["temperatures"],
+        ev["max_psnr_drop"],
+        ev.get("seed", 0),
+    )
+    net.cfg.steps, net.cfg.temperature = int(best["steps"]), float(best["temperature"])
+    return {"chosen": best, "grid": grid}
+
+
+def train_stages(
+    net: HNDSR,
+    stages: list[str],
+    images: torch.Tensor,
+    val_images: list,
+    params: dict,
+    device: str | torch.device,
+    state_path: Callable[[str], Path],
+    overrides: dict[str, dict] | None = None,
+    on_log: Callable[[str, int, dict], None] | None = None,
+    on_step: Callable[[str, int, StageConfig], None] | None = None,
+    on_done: Callable[[str, dict], None] | None = None,
+) -> dict:
+    """Train ``stages`` in order (each resumable from ``state_path(stage)``) with the
+    configs of ``params`` (plus ``overrides[stage]``), then tune the diffusion sampler on
+    ``val_images`` after the refiner. ``on_done(stage, report)`` runs after each stage (to
+    save a checkpoint). Returns {stage: last metrics, "diffusion_tuning": record}."""
+    report: dict = {}
+    for stage in stages:
+        cfg = stage_config(params, stage, **(overrides or {}).get(stage, {}))
+
+        def log(step: int, metrics: dict, stage: str = stage) -> None:
+            if on_log:
+                on_log(stage, step, metrics)
+
+        def advance(step: int, _: float, stage: str = stage, cfg: StageConfig = cfg) -> None:
+            if on_step:
+                on_step(stage, step, cfg)
+
+        report[stage] = run_stage(
+            stage, net, images, cfg, device, state_path(stage), on_log=log, on_step=advance
+        )
+        if stage == "refiner":
+            report["diffusion_tuning"] = tune(net, val_images, params["evaluate"], device)
+        if on_done:
+            on_done(stage, report)
+    return report

@@ -3,12 +3,12 @@
 Here:   python -m training.gpu_train pack --prepared artifacts/prepared --out artifacts/gpu/pack.npz
 There:  python -m training.gpu_train train --pack artifacts/gpu/pack.npz --out $OUT --seconds 300
 
-``train`` runs the same stage loops as ``training.train`` (training/core.py) on a
-wall-clock budget split across the three stages, tunes the diffusion steps/temperature on
-the packed validation images, and writes ``hndsr.safetensors`` + card and ``metrics.json``
-into ``--out`` after every stage, so a run cut short still returns its last checkpoint.
-Evaluation and MLflow logging happen afterwards on the CPU (training/evaluate.py,
-training/log_external.py).
+``train`` runs the driver of ``training.train`` (``training.core.train_stages``: the same
+stage loops, schedules, degradations and diffusion tuning, from params.yaml) on a
+wall-clock budget split across the three stages, and writes ``hndsr.safetensors`` + card
+and ``metrics.json`` into ``--out`` after every stage, so a run cut short still returns its
+last checkpoint. Evaluation and MLflow logging happen afterwards on the CPU
+(``python -m training.evaluate``, ``python -m training.tracking log-gpu <out>``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import torch
 import yaml
 
 from sr_engine.checkpoint import save_checkpoint
-from sr_engine.model import HNDSR, HNDSRConfig, HNDSRUpscaler
-from training.core import StageConfig, run_stage
+from sr_engine.model import HNDSR, HNDSRConfig
+from training.core import train_stages
 from training.data import center_crop, encode_png, read_pack, stack_images, write_pack
-from training.protocol import tune_diffusion
 
 SHARES = {"autoencoder": 0.10, "operator": 0.62, "refiner": 0.22}  # the rest: tuning
 
@@ -42,7 +41,8 @@ def pack(prepared: Path, out: Path, crop: int, val_images: int) -> None:
 
 
 def train(pack_path: Path, out: Path, seconds: float, params: dict, batch: int, patch: int):
-    """Three stages on the GPU within ``seconds``, checkpoints and metrics into ``out``."""
+    """The three stages on the GPU within ``seconds`` (``train_stages``, the driver of
+    training.train), checkpoints and metrics into ``out`` after every stage."""
     t0 = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cudnn.benchmark = False  # LR sizes change every step
@@ -51,45 +51,44 @@ def train(pack_path: Path, out: Path, seconds: float, params: dict, batch: int, 
     images = read_pack(pack_path)
     train_imgs = [im for n, im in zip(names, images, strict=True) if n.startswith("train")]
     val_imgs = [im for n, im in zip(names, images, strict=True) if n.startswith("val")]
-    data = stack_images(train_imgs, device)
     torch.manual_seed(params["train"]["seed"])
     net = HNDSR(HNDSRConfig(**params["model"]))
     report: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
     out.mkdir(parents=True, exist_ok=True)
     log_lines: list[dict] = []
-    for stage, share in SHARES.items():
-        section = {**params["train"][stage], "batch": batch, "patch": patch}
-        cfg = StageConfig.from_dict({**section, "steps": 10**9, "seconds": seconds * share})
-        cfg.log_every, cfg.ckpt_every = 100, 10**9
-        cfg.seed = params["train"]["seed"]
+    overrides = {
+        stage: {"batch": batch, "patch": patch, "steps": 10**9, "seconds": seconds * share}
+        | {"log_every": 100, "ckpt_every": 10**9}
+        for stage, share in SHARES.items()
+    }
 
-        def on_log(step: int, metrics: dict, stage: str = stage) -> None:
-            log_lines.append({"stage": stage, "step": step, **metrics})
-            if step % 1000 == 0:
-                print(stage, step, json.dumps(metrics), flush=True)
+    def on_log(stage: str, step: int, metrics: dict) -> None:
+        log_lines.append({"stage": stage, "step": step, **metrics})
+        if step % 1000 == 0:
+            print(stage, step, json.dumps(metrics), flush=True)
 
-        result = run_stage(stage, net, data, cfg, device, out / f"{stage}.pt", on_log)
+    def on_done(stage: str, stages: dict) -> None:
         (out / f"{stage}.pt").unlink()
-        report[stage] = result
-        print(stage, "done", json.dumps(result), flush=True)
-        save_checkpoint(net, out / "hndsr.safetensors", {"gpu_training": report})
+        report.update(stages, wall_seconds=time.perf_counter() - t0)
+        print(stage, "done", json.dumps(stages[stage]), flush=True)
+        save_checkpoint(net.cpu(), out / "hndsr.safetensors", {"gpu_training": report})
+        net.to(device)
         (out / "metrics.json").write_text(json.dumps({**report, "log": log_lines}) + "\n")
-    up = HNDSRUpscaler(net, "tuning", device=device)
-    ev = params["evaluate"]
-    best, rows = tune_diffusion(
-        up,
+
+    train_stages(
+        net,
+        list(SHARES),
+        stack_images(train_imgs, device),
         val_imgs,
-        ev["tune_scales"],
-        ev["diffusion_steps"],
-        ev["temperatures"],
-        ev["max_psnr_drop"],
+        params,
+        device,
+        lambda stage: out / f"{stage}.pt",
+        overrides,
+        on_log=on_log,
+        on_done=on_done,
     )
-    net.cfg.steps, net.cfg.temperature = int(best["steps"]), float(best["temperature"])
-    report["diffusion_tuning"] = {"chosen": best, "grid": rows}
-    report["wall_seconds"] = time.perf_counter() - t0
-    save_checkpoint(net.cpu(), out / "hndsr.safetensors", {"gpu_training": report})
-    (out / "metrics.json").write_text(json.dumps({**report, "log": log_lines}) + "\n")
-    print(json.dumps(report["diffusion_tuning"]["chosen"]), f"{report['wall_seconds']:.0f}s")
+    chosen = report["diffusion_tuning"]["chosen"]
+    print(json.dumps(chosen), f"{report['wall_seconds']:.0f}s")
 
 
 def main() -> None:

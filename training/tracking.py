@@ -3,7 +3,7 @@
 The store is ``sqlite:///mlflow.db`` in the working directory unless ``MLFLOW_TRACKING_URI``
 is set (MLflow reads that variable itself).
 
-    python -m training.tracking log-gpu artifacts/gpu_run1   # log a gpu_train.py result
+    python -m training.tracking log-gpu run   # log a gpu_train.py output folder
 """
 
 from __future__ import annotations

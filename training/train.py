@@ -32,20 +32,14 @@ from sr_engine.checkpoint import (
     save_checkpoint,
 )
 from sr_engine.model import HNDSR, HNDSRConfig, HNDSRUpscaler
-from training.core import StageConfig, run_stage
+from training.core import stage_config, train_stages
 from training.data import read_pack, stack_images
+from training.degradations import DegradationConfig
 from training.samples import comparison_png
 from training.tracking import flatten, setup
-from training.tune import grid_metrics, tune
+from training.tune import grid_metrics
 
 PREVIOUS = {"operator": "autoencoder", "refiner": "operator"}
-
-
-def stage_config(params: dict, stage: str) -> StageConfig:
-    """The stage's params.yaml section plus the shared logging knobs and seed."""
-    train = params["train"]
-    shared = {k: train[k] for k in ("log_every", "ckpt_every", "seed") if k in train}
-    return StageConfig.from_dict({**shared, **train[stage]})
 
 
 GROWN = ("operator.wide.",)  # identity-initialised blocks: may be missing from an --init
@@ -127,22 +121,30 @@ def main() -> None:
         mlflow.set_tags({"stage": stage, "device": device, "resumed": str(state.exists())})
         mlflow.log_params(flatten({"stage": vars(cfg), "model": params["model"]}))
         task = bar.add_task(stage, total=cfg.steps)
-        result = run_stage(
-            stage,
+        report = train_stages(
             net,
+            [stage],
             images,
-            cfg,
+            val,
+            params,
             device,
-            state,
-            on_log=lambda step, m: log_metrics(m, step),
-            on_step=lambda step, _: bar.update(task, completed=step),
+            lambda _: state,
+            on_log=lambda _, step, m: log_metrics(m, step),
+            on_step=lambda _, step, __: bar.update(task, completed=step),
         )
         net.cpu()
-        card: dict = {"stage": stage, "result": result}
+        result = report[stage]
+        card: dict = {
+            "stage": stage,
+            "result": result,
+            "device": device,
+            "schedule": cfg.schedule,
+            "degradations": DegradationConfig.from_dict(cfg.degradations).__dict__,
+        }
         if init_file is not None and card_path(init_file).is_file():
             card["init"] = json.loads(card_path(init_file).read_text())
         if stage == "refiner":
-            card["diffusion_tuning"] = tune(net, val, params["evaluate"])
+            card["diffusion_tuning"] = report["diffusion_tuning"]
             chosen = card["diffusion_tuning"]["chosen"]
             mlflow.log_metrics({f"tuned_{k}": v for k, v in grid_metrics(chosen).items()})
         args.out.mkdir(parents=True, exist_ok=True)

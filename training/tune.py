@@ -1,6 +1,6 @@
 """Choose the diffusion mode's DDIM steps and temperature on the validation split.
 
-    python -m training.tune --checkpoint artifacts/gpu_run1/hndsr.safetensors --out artifacts/tuned
+    python -m training.tune --checkpoint run/hndsr.safetensors --out artifacts/tuned
 
 The refiner stage calls this at its end; the CLI re-tunes a checkpoint trained elsewhere
 (e.g. on a GPU) after a change of the sampling code, and logs the grid to MLflow.
@@ -16,25 +16,9 @@ import mlflow
 import yaml
 
 from sr_engine.checkpoint import card_path, read_network, save_checkpoint
-from sr_engine.model import HNDSR, HNDSRUpscaler
+from training.core import tune
 from training.data import read_pack
-from training.protocol import tune_diffusion
 from training.tracking import setup
-
-
-def tune(net: HNDSR, val_images: list, ev: dict) -> dict:
-    """Set ``net.cfg.steps`` / ``temperature`` from the grid in ``ev``; returns the record."""
-    best, grid = tune_diffusion(
-        HNDSRUpscaler(net, "tuning"),
-        val_images[: ev["tune_images"]],
-        ev["tune_scales"],
-        ev["diffusion_steps"],
-        ev["temperatures"],
-        ev["max_psnr_drop"],
-        ev.get("seed", 0),
-    )
-    net.cfg.steps, net.cfg.temperature = int(best["steps"]), float(best["temperature"])
-    return {"chosen": best, "grid": grid}
 
 
 def grid_metrics(row: dict) -> dict[str, float]:
