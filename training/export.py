@@ -29,9 +29,29 @@ from training.tracking import setup
 SHIP_GATES = ("fast_beats_best_baseline_everywhere", "diffusion_beats_best_baseline_everywhere")
 
 
+DEGRADATION_MODEL = (
+    "Training LR per patch (decision 0304): a share clean_prob with the protocol's "
+    "antialiased bicubic; the rest antialiased bicubic, exact area averaging or a Gaussian "
+    "PSF (sigma = f x scale, f in sigma_range, per axis with aniso_sigma_prob), a sub-pixel "
+    "shift up to shift_max LR px (the output origin is -shift, so the target is exact), "
+    "read + shot noise, 8-bit rounding, JPEG/WebP at a quality in quality_range"
+)
+
+
+def stage_cards(card: dict) -> list[dict]:
+    """A training card and the cards of the checkpoints it was initialised from."""
+    return [card, *stage_cards(card["init"])] if isinstance(card.get("init"), dict) else [card]
+
+
 def model_card(source_card: dict, manifest: dict, report: dict) -> dict:
     """The card's content beyond what ``write_card`` adds."""
+    stages = stage_cards(source_card)
     return {
+        "degradation_model": {
+            "description": DEGRADATION_MODEL,
+            "by_stage": {c["stage"]: c.get("degradations") for c in stages if "stage" in c},
+        },
+        "compute": {c["stage"]: c.get("device", "?") for c in stages if "stage" in c},
         "training": {
             k: v for k, v in source_card.items() if k not in ("version", "weights_sha256")
         },
@@ -40,6 +60,7 @@ def model_card(source_card: dict, manifest: dict, report: dict) -> dict:
             "counts": manifest["counts"],
             "split_sha256": manifest["split_sha256"],
             "packs": manifest["packs"],
+            "scenes": manifest.get("scenes", []),
         },
         "evaluation": {
             "split": "test",
