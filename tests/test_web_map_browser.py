@@ -158,7 +158,7 @@ def browser() -> Iterator[object]:
 def base_url(server_url: str) -> str:
     """The session server (sample scene, shipped model) with the web map built."""
     build_web_map()
-    response = httpx.get(f"{server_url}/", timeout=30)
+    response = httpx.get(f"{server_url}/", headers={"Accept": "text/html"}, timeout=30)
     assert response.status_code == 200 and "main.js" in response.text, response.text[:300]
     return server_url
 
@@ -343,6 +343,47 @@ def test_swipe_handle_changes_layer_at_fixed_pixel(leaflet) -> None:
         docs_img.parent.mkdir(parents=True, exist_ok=True)
         shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
         shot.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(docs_img, optimize=True)
+
+
+VIEW_JS = """() => ({zoom: hndsr.map.getZoom(), lat: hndsr.map.getCenter().lat,
+  lon: hndsr.map.getCenter().lng, swipe: hndsr.swipe.getRatio(), hash: location.hash})"""
+
+
+def test_a_link_opens_the_same_view_and_swipe_position(leaflet, browser) -> None:
+    page, _, _, zoom = leaflet
+    page.evaluate("hndsr.swipe.setRatio(0.3)")
+    view = page.evaluate(VIEW_JS)
+    z, lat, lon, swipe = view["hash"].lstrip("#").split("/")
+    assert (int(z), float(swipe)) == (zoom, 30.0), view
+    assert float(lat) == pytest.approx(view["lat"], abs=1e-4), view
+    assert float(lon) == pytest.approx(view["lon"], abs=1e-4), view
+    link = page.url
+    assert "dataset=" in link and link.endswith(view["hash"]), link
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        opened = context.new_page()
+        watch = PageWatch().attach(opened)
+        opened.goto(link, wait_until="load")
+        opened.wait_for_function("window.hndsr && hndsr.ready === true", timeout=60_000)
+        wait_for_tiles(opened, zoom)  # the linked view's tiles, both layers
+        again = opened.evaluate(VIEW_JS)
+        assert again["zoom"] == zoom and again["swipe"] == pytest.approx(0.3), again
+        assert again["lat"] == pytest.approx(view["lat"], abs=1e-4), (again, view)
+        assert again["lon"] == pytest.approx(view["lon"], abs=1e-4), (again, view)
+        handle = opened.locator(".swipe-handle").bounding_box()
+        width = opened.locator("#map").bounding_box()["width"]
+        assert handle["x"] + handle["width"] / 2 == pytest.approx(0.3 * width, abs=3)
+        # a hand-written Leaflet-style `#z/lat/lon` (no swipe) moves the open map there
+        opened.evaluate(f"location.hash = '#{zoom - 1}/{lat}/{lon}'")
+        opened.wait_for_function(f"hndsr.map.getZoom() === {zoom - 1}", timeout=10_000)
+        wait_for_tiles(opened, zoom - 1)
+        moved = opened.evaluate(VIEW_JS)
+        assert moved["swipe"] == pytest.approx(0.3), moved  # unchanged without a 4th part
+        assert moved["hash"].startswith(f"#{zoom - 1}/"), moved
+        assert watch.errors == [], "\n".join(watch.errors)
+    finally:
+        context.close()
+        page.evaluate("hndsr.swipe.setRatio(0.5)")
 
 
 def test_phone_viewport(browser, base_url: str, catalog: list[dict]) -> None:

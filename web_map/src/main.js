@@ -7,6 +7,7 @@ import L from "leaflet";
 import { loadCatalog, loadModes, loadTileJSON, withParams } from "./catalog.js";
 import { srTileLayer } from "./srlayer.js";
 import { swipe } from "./swipe.js";
+import { formatViewHash, parseViewHash } from "./viewhash.js";
 
 const TILE_SIZE = 256;
 
@@ -126,10 +127,14 @@ function showDataset(entry) {
   map.setMinZoom(minZoom);
   map.setMaxZoom(maxZoom);
   map.setMaxBounds(bounds.pad(0.5));
-  map.fitBounds(bounds);
+  const linked = state.linkedView;
+  state.linkedView = null; // a link's view applies to the first dataset shown only
+  if (linked) applyView(linked);
+  else map.fitBounds(bounds);
   const url = new URL(window.location.href);
   url.searchParams.set("dataset", entry.id);
   window.history.replaceState(null, "", url);
+  writeViewHash();
   $("links").innerHTML = "";
   const tilejsonLink = document.createElement("a");
   tilejsonLink.href = entry.tilejsonUrl;
@@ -139,6 +144,23 @@ function showDataset(entry) {
   olLink.textContent = "OpenLayers (WMTS)";
   $("links").append(tilejsonLink, " · ", olLink);
   updateStatus();
+}
+
+// The view (zoom, centre, swipe) lives in the URL hash: see viewhash.js.
+function applyView(view) {
+  map.setView([view.lat, view.lon], view.zoom, { animate: false });
+  if (view.swipe !== null) divider.setRatio(view.swipe);
+}
+
+function writeViewHash() {
+  if (!state.entry) return;
+  const hash = formatViewHash(map.getZoom(), map.getCenter(), divider.getRatio());
+  state.viewHash = hash;
+  if (window.location.hash !== hash) {
+    const url = new URL(window.location.href);
+    url.hash = hash;
+    window.history.replaceState(null, "", url);
+  }
 }
 
 function setMode(mode) {
@@ -193,6 +215,12 @@ async function start() {
   select.addEventListener("change", () => selectDataset(select.value));
   $("mode").addEventListener("change", (event) => setMode(event.target.value));
   map.on("zoomend moveend", updateStatus);
+  map.on("moveend zoomend swipe", writeViewHash);
+  window.addEventListener("hashchange", () => {
+    const view = parseViewHash(window.location.hash);
+    if (view && window.location.hash !== state.viewHash) applyView(view);
+  });
+  state.linkedView = parseViewHash(window.location.hash);
   const wanted = new URL(window.location.href).searchParams.get("dataset");
   await selectDataset(wanted || state.catalog[0].id);
   state.ready = true;
