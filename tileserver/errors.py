@@ -86,6 +86,8 @@ STATUS_CODES: dict[type[Exception], int] = {
     PointOutsideBounds: 404,
     MaxArraySizeError: 400,
     RecursionError: 400,  # a deeply nested expression
+    MemoryError: 400,  # an allocation no limit foresaw (numpy's refusal, not the OOM killer)
+    OverflowError: 400,  # a number in the request too large for GDAL or numpy
     SourceNotAllowedError: 403,
     DatasetNotFoundError: 404,
     RemoteTimeoutError: 504,
@@ -96,6 +98,8 @@ STATUS_CODES: dict[type[Exception], int] = {
 }
 MESSAGES: dict[type[Exception], str] = {
     RecursionError: "expression too deeply nested",
+    MemoryError: "the request needs more memory than the server allows: ask for fewer pixels",
+    OverflowError: "a number in the request is out of range",
 }
 
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
@@ -120,6 +124,8 @@ def _rasterio_io_status(message: str) -> tuple[int, str]:
         return 415, "the dataset is not a raster this server can read"
     if "no such file" in lowered or "response code: 404" in lowered:
         return 404, "dataset not found"
+    if "proj:" in lowered or "invalid latitude" in lowered or "invalid longitude" in lowered:
+        return 400, "coordinates outside the valid range of the dataset's projection"
     return 500, "the dataset could not be read"
 
 

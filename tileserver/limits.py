@@ -37,6 +37,8 @@ from titiler.core.dependencies import (
 from tileserver.errors import BadParameterError, LimitExceededError
 from tileserver.settings import Settings
 
+MAX_GEOMETRY_DENSIFY = 1000
+"""Most points per edge of a generated STAC geometry (``/cog/stac?geometry_densify=``)."""
 MAX_ZOOM_PARAMETER = 30
 """Deepest zoom a ``minzoom``/``maxzoom`` query parameter may name (no TMS goes deeper)."""
 
@@ -173,6 +175,9 @@ class LimitedHistogramParams(_WithRequest, HistogramParams):
         """Refuse more bins (or bin edges) than the limit."""
         super().__post_init__()  # type: ignore[misc]  # parses bins and range
         bins: Any = self.bins
+        edges = list(bins) if isinstance(bins, list | tuple) else []
+        if any(low >= high for low, high in zip(edges, edges[1:], strict=False)):
+            raise BadParameterError("histogram_bins edges must increase monotonically")
         count = (len(bins) - 1) if isinstance(bins, list | tuple) else int(bins or 0)
         limit = _settings(self.request).max_histogram_bins
         _check("histogram_bins", count, limit, "max_histogram_bins")
@@ -211,6 +216,9 @@ async def check_request(request: Request) -> None:
         zoom = _int_param(request, name)
         if zoom is not None and not 0 <= zoom <= MAX_ZOOM_PARAMETER:
             raise BadParameterError(f"{name} must be in 0..{MAX_ZOOM_PARAMETER}")
+    densify = _int_param(request, "geometry_densify")
+    if densify is not None and not 0 <= densify <= MAX_GEOMETRY_DENSIFY:
+        raise BadParameterError(f"geometry_densify must be in 0..{MAX_GEOMETRY_DENSIFY}")
     params = request.query_params.get("algorithm_params")
     if params is not None:
         try:
