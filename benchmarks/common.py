@@ -1,13 +1,9 @@
-"""Shared benchmark pieces: a real uvicorn server in a subprocess, tile URLs, load, statistics."""
+"""Shared benchmark pieces: a real uvicorn server in a subprocess (the test suite's
+``ServerPool``), tile URLs, load, statistics."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -18,6 +14,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.plugins.server import ServerPool
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "data"
@@ -37,48 +35,18 @@ def ensure_sample_scene() -> Path:
     return DATASET
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serve(env: dict[str, str] | None = None, app: str = BENCH_APP) -> Iterator[str]:
-    """Run ``uvicorn --factory app`` with ``env`` and a fresh cache; yield its base URL."""
+    """Run ``uvicorn --factory app`` with ``env`` and a fresh cache (the test suite's
+    ``ServerPool``); yield its base URL once ``/readyz`` answers 200."""
     ensure_sample_scene()
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="hndsr-bench-") as cache_dir:
-        full_env = {
-            **os.environ,
-            "HNDSR_DATA_DIR": str(DATA_DIR),
-            "HNDSR_CACHE_DIR": cache_dir,
-            **(env or {}),
-        }
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1"]
-        cmd += ["--port", str(port), "--log-level", "warning"]
-        proc = subprocess.Popen(cmd, env=full_env, cwd=REPO)
-        base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="hndsr-bench-") as workdir:
+        pool = ServerPool(Path(workdir))
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {proc.returncode}")
-                try:
-                    if httpx.get(base + "/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not become ready")
-                time.sleep(0.2)
-            yield base
+            env = {"HNDSR_DATA_DIR": str(DATA_DIR), **(env or {})}
+            yield pool.start(env, app, ready_path="/readyz", timeout_s=300)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            pool.close()
 
 
 def tile_path(z: int, x: int, y: int, **params: str) -> str:

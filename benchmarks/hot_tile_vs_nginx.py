@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import morecantile
+
+from tests.plugins.server import free_port
 
 SCENE = "landsat8/LC08_L1TP_224078_20200518_rgb8.tif"
 CENTRE = (-54.535, -25.34)
@@ -72,13 +73,6 @@ def uvicorn_process(factory: str, port: int, env: dict[str, str]) -> subprocess.
         env=env,
         cwd=Path(__file__).resolve().parents[1],
     )
-
-
-def free_port() -> int:
-    """A TCP port that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 60) -> None:

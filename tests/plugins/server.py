@@ -43,10 +43,16 @@ class ServerPool:
         self.processes: list[subprocess.Popen] = []
 
     def start(
-        self, env: dict[str, str] | None = None, app: str = DEFAULT_APP, factory: bool = True
+        self,
+        env: dict[str, str] | None = None,
+        app: str = DEFAULT_APP,
+        factory: bool = True,
+        ready_path: str = "/healthz",
+        timeout_s: float = START_TIMEOUT_S,
     ) -> str:
         """Start ``app`` (a uvicorn factory, or an app object with ``factory=False``) with
-        ``env`` and return its base URL once healthy."""
+        ``env`` and return its base URL once ``ready_path`` answers 200 (benchmarks wait
+        for ``/readyz``: the model loaded and warmed)."""
         port = free_port()
         run_dir = self.workdir / f"server-{port}"
         run_dir.mkdir(parents=True)
@@ -65,7 +71,7 @@ class ServerPool:
         )
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 text = (run_dir / "server.log").read_text(errors="replace")
@@ -74,12 +80,12 @@ class ServerPool:
             # process that grabbed the port first must not pass for ours
             if BOUND_MESSAGE in (run_dir / "server.log").read_bytes():
                 try:
-                    if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                    if httpx.get(f"{url}{ready_path}", timeout=5.0).status_code == 200:
                         return url
                 except httpx.TransportError:
                     pass
             time.sleep(0.1)
-        raise RuntimeError(f"server on {url} not healthy after {START_TIMEOUT_S} s")
+        raise RuntimeError(f"server on {url} not ready after {timeout_s} s")
 
     def close(self) -> None:
         """SIGTERM every server, then kill those still running after 10 s."""
