@@ -201,14 +201,13 @@ def test_a_slow_remote_is_504_within_the_timeout_while_others_are_served(setup, 
     """A remote that stalls on every request, or on GDAL's only (it answers the server's
     lookup at once): 504 within the timeout + 1 s."""
     source = f"{setup['slow']}/{'cogs' if slow_part == 'lookup' else 'get'}/scene.tif"
-    served: list[float] = []
+    finished: list[float] = []  # when each other request was answered (s after the start)
 
     def other_requests() -> None:
         for _ in range(3):
-            start = time.monotonic()
             response = get(setup, NATIVE_TILE, setup["local"], bidx="1")
             assert response.status_code == 200
-            served.append(time.monotonic() - start)
+            finished.append(time.monotonic() - start)
 
     start = time.monotonic()
     others = threading.Thread(target=other_requests)
@@ -216,10 +215,10 @@ def test_a_slow_remote_is_504_within_the_timeout_while_others_are_served(setup, 
     response = get(setup, NATIVE_TILE, source)
     elapsed = time.monotonic() - start
     others.join()
-    print(f"slow {slow_part}: {response.status_code} after {elapsed:.2f} s; others {served}")
+    print(f"slow {slow_part}: {response.status_code} after {elapsed:.2f} s; others {finished}")
     assert response.status_code == 504, response.text
     assert elapsed < TIMEOUT_S + 1.0
-    assert len(served) == 3 and max(served) < TIMEOUT_S
+    assert len(finished) == 3 and finished[0] < elapsed  # served while the slow one waited
 
 
 def test_a_replaced_s3_object_gets_new_tiles(setup):
