@@ -81,6 +81,9 @@ class SRRuntime:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._busy_since: float | None = None
+        self._busy_foreground = False
+        """The running batch holds a foreground job (background-only batches do not block
+        admission of an otherwise idle runtime)."""
         self._batch_seconds: float | None = None
         self._buffers: dict[tuple[int, ...], np.ndarray] = {}
 
@@ -234,8 +237,9 @@ class SRRuntime:
         retry_after = max(1.0, math.ceil(wait))
         if self._queue.foreground_count >= self.queue_limit:
             raise Overloaded(f"the SR queue is full ({self.queue_limit} jobs)", retry_after)
-        idle = self._busy_since is None and self._queue.foreground_count == 0
-        # an idle runtime admits whatever its estimate says: the estimate only moves when a
+        idle = not self._busy_foreground and self._queue.foreground_count == 0
+        # a runtime idle in the foreground admits whatever its estimate says (background
+        # recomputations yield to it); the estimate only moves when a
         # batch runs, so refusing here could refuse forever after one slow burst
         if self.latency_budget_s is not None and wait > self.latency_budget_s and not idle:
             raise Overloaded(
@@ -250,12 +254,14 @@ class SRRuntime:
                 if not jobs:
                     return
                 self._busy_since = time.monotonic()
+                self._busy_foreground = any(not job.background for job in jobs)
                 SR_QUEUE_DEPTH.set(len(self._queue))
             started = time.monotonic()
             deliver = self._execute(jobs)
             elapsed = time.monotonic() - started
             with self._cond:
                 self._busy_since = None
+                self._busy_foreground = False
                 previous = self._batch_seconds
                 self._batch_seconds = (
                     elapsed

@@ -121,14 +121,29 @@ def test_a_failed_batch_degrades_auto_and_is_an_error_for_explicit_modes() -> No
 
 
 def test_a_background_recompute_waits_instead_of_degrading() -> None:
-    backend = make_backend(TestUpscaler(), sr_latency_budget_ms=1e-6)
-    # the warm-up measured the batch time: any wait is now over a 1 ns budget
-    assert tile(backend, window(2), "auto")[1] == "degraded-bicubic"
-    token = BACKGROUND_RECOMPUTE.set(True)
-    try:
-        assert tile(backend, window(2), "auto")[1] == "fast"
-    finally:
-        BACKGROUND_RECOMPUTE.reset(token)
+    gate = threading.Event()
+    gate.set()
+    upscaler = TestUpscaler(gate=gate)
+    backend = make_backend(upscaler, sr_latency_budget_ms=1e-6)
+    gate.clear()
+    upscaler.entered.clear()
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(tile, backend, window(1), "fast")  # idle runtime: admitted
+        wait_until(upscaler.entered.is_set, what="the held model call")
+        # a foreground batch runs and the warm-up measured the batch time: over a 1 ns budget
+        assert tile(backend, window(2), "auto")[1] == "degraded-bicubic"
+
+        def recompute() -> str:
+            token = BACKGROUND_RECOMPUTE.set(True)
+            try:
+                return tile(backend, window(2), "auto")[1]
+            finally:
+                BACKGROUND_RECOMPUTE.reset(token)
+
+        background = pool.submit(recompute)
+        gate.set()
+        assert background.result(timeout=30) == "fast"
+        held.result(timeout=30)
     backend.drain()
 
 

@@ -143,13 +143,33 @@ def test_a_full_queue_rejects_with_a_retry_hint(gate: threading.Event) -> None:
     runtime.drain()
 
 
-def test_the_latency_budget_rejects_once_batches_are_known_to_be_slower() -> None:
-    runtime = make_runtime(TestUpscaler(), latency_budget_s=0.0)
+def test_the_latency_budget_rejects_once_batches_are_known_to_be_slower(
+    gate: threading.Event,
+) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, latency_budget_s=0.0)
+    gate.set()
     runtime.upscale(window(0), field())  # admitted: no estimate yet
     assert runtime.expected_wait() > 0
+    gate.clear()
+    upscaler.entered.clear()
+    held = runtime.submit(window(1), field())  # idle: admitted whatever the estimate says
+    wait_until(upscaler.entered.is_set, what="the second model call")
     with pytest.raises(Overloaded, match="latency budget"):
-        runtime.submit(window(1), field())
-    runtime.submit(window(2), field(), background=True).result(timeout=30)
+        runtime.submit(window(2), field())  # a foreground batch runs: over the budget
+    background = runtime.submit(window(3), field(), background=True)  # skips the budget
+    gate.set()
+    held.result(timeout=30)
+    background.result(timeout=30)
+    runtime.drain()
+
+
+def test_an_idle_runtime_admits_although_its_estimate_is_over_the_budget() -> None:
+    runtime = make_runtime(TestUpscaler(), latency_budget_s=0.0)
+    runtime.upscale(window(0), field())
+    assert runtime.expected_wait() > 0  # over the zero budget, and nothing will lower it
+    for index in range(1, 4):  # each job finds the runtime idle again
+        runtime.upscale(window(index), field())
     runtime.drain()
 
 
