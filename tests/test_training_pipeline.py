@@ -63,6 +63,9 @@ def test_dvc_repro_smoke_runs_end_to_end_and_logs_to_mlflow(tmp_path, sample_sce
     x2 = next(r for r in report["rows"] if r["label"] == "x2")
     assert evaluate["fast_psnr_x2"] == pytest.approx(x2["methods"]["fast"]["psnr"])
     assert evaluate["fast_psnr_x2"] > 20.0
+    registered = client.search_model_versions("name='hndsr'")  # the DVC register stage
+    assert [v.tags["model_version"] for v in registered] == [model.version]
+    assert client.get_model_version_by_alias("hndsr", "challenger").version == registered[0].version
     history = client.get_metric_history(by_name["train_operator"].info.run_id, "loss")
     assert len(history) >= 2  # logged per window, not only at the end
     # the scratch workspace never touches the shipped checkpoint

@@ -7,6 +7,7 @@ import uvicorn
 
 from cache.cli import register as register_cache_commands
 from cogs.cli import sample_data
+from training.registry_cli import app as model_commands
 
 app = typer.Typer(help="hndsr-tiles: a TiTiler tile server with on-demand super-resolution.")
 
@@ -36,3 +37,4 @@ def serve(
 # Commands mounted from other packages.
 app.command("sample-data")(sample_data)
 register_cache_commands(app, "tileserver.app:create_app")
+app.add_typer(model_commands, name="model")
