@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from cachetools import LRUCache
+
 from cache.coalesce import RedisCoalescer
 from cache.entry import Entry, content_etag
 from cache.keys import DatasetIdentity, RemoteIdentity, parse_tile_request, tile_cache_key
@@ -52,7 +54,7 @@ REPLAYED_HEADERS = ("x-sr-mode", "x-sr-scale", "x-sr-model", "content-bbox", "co
 
 
 MEMO_SIZE = 10_000
-"""Most memoized request resolutions and response header sets (cleared when full)."""
+"""Most memoized request resolutions and response header sets (least recently used go)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +134,10 @@ class TileCache:
         self.check_source = check_source
         self.model_version = model_version
         self.identity = identity or DatasetIdentity()
-        self._memo: dict[tuple[str, bytes], tuple[float, str, tuple[str, TileRoute] | None]] = {}
-        self._entry_headers: dict[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], bytes]] = {}
+        self._memo: LRUCache[tuple[str, bytes], tuple[float, str, tuple[str, TileRoute] | None]]
+        self._memo = LRUCache(MEMO_SIZE)
+        self._entry_headers: LRUCache[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], bytes]]
+        self._entry_headers = LRUCache(MEMO_SIZE)
 
     @classmethod
     def from_settings(
@@ -176,8 +180,6 @@ class TileCache:
             template = f"/{request.endpoint}/tiles/{{tileMatrixSetId}}/{{z}}/{{x}}/{{y}}"
             route = TileRoute(template + (".{format}" if request.fmt else ""))
             resolved = tile_cache_key(request, normalized, version, model), route
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.clear()
         self._memo[memo_key] = (now + self.identity.ttl, model, resolved)
         return resolved
 
@@ -199,8 +201,6 @@ class TileCache:
                 (b"cache-control", LONG_CACHE_CONTROL),
             ]
             headers.extend((name.encode(), value.encode()) for name, value in entry.headers)
-            if len(self._entry_headers) >= MEMO_SIZE:
-                self._entry_headers.clear()
             built = self._entry_headers[cache_key] = (headers, str(len(entry.body)).encode())
         return built
 
