@@ -2,17 +2,18 @@
 
 ``SRReader.tile`` computes the tile's own scale ``s = native resolution / tile resolution``
 in the TMS CRS. At ``s <= sr_min_scale`` (or ``sr=off``) it returns rio-tiler's own tile.
-Above, it reads a window of the dataset's global LR grid (native pixel size, anchored at
-the TMS origin, halo included) with a 1e-6 warp tolerance, normalizes it with
-dataset-level statistics, fills masked pixels with their nearest valid neighbour and hands
-it to ``SRBackend.upscale_tile``, which samples at the tile's own pixel centres. Deeper than
-``sr_max_scale`` the tile is super-resolved at the maximum scale on that scale's global grid
-and finished with bicubic at exact coordinates.
+Above, it maps every tile pixel centre into the source's own pixel grid (exact, any source
+CRS and any TMS), reads that window of the source unwarped with its mask and the model's
+halo, normalizes it with dataset-level statistics, fills invalid pixels from their nearest
+valid neighbour and hands window and coordinate field to ``SRBackend.upscale_tile``: the
+upscaler's interpolation is the only resampling (decision 0203). The tile's mask is the
+source mask at each pixel's nearest source pixel. Deeper than ``sr_max_scale`` the tile is
+super-resolved at the maximum scale on that scale's global grid and finished with bicubic
+at exact coordinates.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections import OrderedDict
@@ -24,12 +25,14 @@ import attr
 import numpy as np
 import pystac
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 from rio_tiler.constants import WGS84_CRS
-from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.errors import InvalidBufferSize, TileOutsideBounds
 from rio_tiler.expression import parse_expression
 from rio_tiler.io import Reader, STACReader
 from rio_tiler.models import ImageData
 from rio_tiler.types import AssetInfo, AssetType
+from rio_tiler.utils import non_alpha_indexes
 from scipy import ndimage
 
 from sr_engine.bicubic import BicubicUpscaler
@@ -41,20 +44,16 @@ from tileserver.sr_report import SRReport, ZoomInfo, current_report
 from tileserver.tile_geometry import (
     Frame,
     Grid,
-    SamplingPlan,
+    field_window,
     native_resolution,
     plan_sampling,
+    source_field,
     sr_zoom_range,
     tile_frame,
     tms_origin,
     window_frame,
 )
 
-LR_WARP_OPTIONS = {"tolerance": 1e-6, "XSCALE": 1, "YSCALE": 1}
-"""WarpedVRT options of LR reads. The default tolerance (0.125 px) lets overlapping reads pick
-different source pixels; GDAL also derives the kernel's scale per chunk from the chunk's
-source window, so windows at different positions disagree by a few DN unless the scale is
-fixed (the LR grid has about the source's pixel count: one destination pixel per source pixel)."""
 CATEGORICAL_MAX_CLASSES = 32
 """A 1-band integer raster with at most this many distinct values is treated as classes."""
 
@@ -148,17 +147,22 @@ def _fill_masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return values[:, rows, cols]
 
 
-def _plan_field(plan: SamplingPlan) -> np.ndarray:
-    """The coordinate field (H, W, 2) of a plan's regular sampling."""
-    return regular_field(np.asarray([plan.origin]), plan.scale, plan.out_shape)[0]
+def _sample_mask(valid: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """``valid`` (h, w) sampled at ``coords`` (H, W, 2) by nearest pixel: a tile pixel is
+    valid when the source pixel it lies in is (outside the window: invalid)."""
+    cols = np.floor(coords[..., 0])
+    rows = np.floor(coords[..., 1])
+    inside = (cols >= 0) & (rows >= 0) & (cols < valid.shape[1]) & (rows < valid.shape[0])
+    cols = np.where(inside, cols, 0).astype(np.intp)
+    rows = np.where(inside, rows, 0).astype(np.intp)
+    return valid[rows, cols] & inside
 
 
-def _sample_mask(valid: np.ndarray, plan: SamplingPlan) -> np.ndarray:
-    """The LR validity mask sampled (nearest) at the output pixel centres."""
-    field = _plan_field(plan)
-    cols = np.clip(np.floor(field[..., 0]).astype(int), 0, valid.shape[1] - 1)
-    rows = np.clip(np.floor(field[..., 1]).astype(int), 0, valid.shape[0] - 1)
-    return valid[rows, cols]
+def _band_indexes(dataset: Any, indexes: Any) -> list[int]:
+    """1-based bands to read: the requested ones, else every band but alpha (as rio-tiler)."""
+    if indexes is None:
+        return list(non_alpha_indexes(dataset))
+    return [int(indexes)] if isinstance(indexes, int) else [int(i) for i in indexes]
 
 
 @attr.s
@@ -231,15 +235,17 @@ class SRReader(Reader):
             raise TileOutsideBounds(f"Tile {tile_z}/{tile_x}/{tile_y} is outside bounds")
         size = tilesize or self.tms.matrix(tile_z).tileWidth
         frame = tile_frame(self.tms, tile_x, tile_y, tile_z, size)
-        if buffer:
-            pad = int(math.ceil(buffer))
+        if buffer:  # rio-tiler's rule: multiples of 0.5 px, the tile grows by 2 * buffer
+            if (2 * buffer) % 1:
+                raise InvalidBufferSize("buffer must be a multiple of 0.5")
+            grow = int(2 * buffer)
             frame = Frame(
-                frame.left - pad * frame.res_x,
-                frame.top + pad * frame.res_y,
+                frame.left - buffer * frame.res_x,
+                frame.top + buffer * frame.res_y,
                 frame.res_x,
                 frame.res_y,
-                size + 2 * pad,
-                size + 2 * pad,
+                size + grow,
+                size + grow,
             )
         scale = (self.grid.res_x / frame.res_x, self.grid.res_y / frame.res_y)
         report = self.report
@@ -302,67 +308,82 @@ class SRReader(Reader):
         indexes: Any,
         read_options: dict[str, Any],
     ) -> tuple[ImageData, str, str]:
-        """Super-resolve ``frame``, whose scale on the LR grid is ``scale``."""
+        """Super-resolve ``frame``, whose scale against the native resolution is ``scale``.
+
+        Up to ``sr_max_scale`` the upscaler samples the source window at the frame's pixel
+        centres (one resampling). Deeper, it super-resolves the frame's footprint on the
+        global grid of the maximum scale, and bicubic at exact coordinates finishes.
+        """
         assert self.sr_config is not None
         backend = self.sr_config.backend
         resolved = backend.resolve(self.sr_mode)
+        halo = max(resolved.halo, int(read_options.get("padding") or 0))
         max_scale = self.sr_config.max_scale
         if max(scale) <= max_scale:
-            plan = plan_sampling(self.grid, frame, resolved.halo)
-            data, valid, meta = self._read_lr(plan, indexes, read_options)
+            data, coords, valid, meta = self._read_source(frame, indexes, read_options, halo)
             hr, mode, model = backend.upscale_tile(
-                data, _plan_field(plan), plan.pixel_offset, resolved.mode
+                data, coords, self._pixel_offset(frame), resolved.mode
             )
-            out_valid = _sample_mask(valid, plan)
-        else:
-            # SR at the maximum scale on its own global grid, then exact-coordinate bicubic.
-            mid_grid = Grid(
-                self.grid.x0,
-                self.grid.y0,
-                self.grid.res_x / min(max_scale, scale[0]),
-                self.grid.res_y / min(max_scale, scale[1]),
-            )
-            finish = plan_sampling(mid_grid, frame, BicubicUpscaler.halo)
-            plan = plan_sampling(self.grid, window_frame(mid_grid, finish), resolved.halo)
-            data, valid, meta = self._read_lr(plan, indexes, read_options)
-            mid, mode, model = backend.upscale_tile(
-                data, _plan_field(plan), plan.pixel_offset, resolved.mode
-            )
-            mid_valid = _sample_mask(valid, plan)
-            hr = backend.bicubic_tile(mid, _plan_field(finish))
-            out_valid = _sample_mask(mid_valid, finish)
-        return self._to_image(hr, out_valid, frame, meta), mode, model
-
-    def _read_lr(
-        self, plan: SamplingPlan, indexes: Any, read_options: dict[str, Any]
-    ) -> tuple[np.ndarray, np.ndarray, ImageData]:
-        """Read the plan's LR window, normalized to [0, 1] with masked pixels filled."""
-        lr_frame = window_frame(self.grid, plan)
-        options = {
-            k: v for k, v in read_options.items() if k not in ("resampling_method", "padding")
-        }
-        options["reproject_method"] = "cubic"
-        img = self.part(
-            lr_frame.bounds,
-            dst_crs=self.tms.rasterio_crs,
-            bounds_crs=self.tms.rasterio_crs,
-            width=lr_frame.width,
-            height=lr_frame.height,
-            max_size=None,
-            indexes=indexes,
-            resampling_method="bilinear",
-            vrt_options=LR_WARP_OPTIONS,
-            **options,
+            return self._to_image(hr, valid, frame, meta), mode, model
+        mid_grid = Grid(
+            self.grid.x0,
+            self.grid.y0,
+            self.grid.res_x / min(max_scale, scale[0]),
+            self.grid.res_y / min(max_scale, scale[1]),
         )
-        if img.array.shape[1:] != plan.window_shape or not np.allclose(
-            np.asarray(img.bounds), lr_frame.bounds, rtol=0, atol=1e-6 * lr_frame.res_x
-        ):
-            raise RuntimeError("the LR read did not return the requested grid window")
+        finish = plan_sampling(mid_grid, frame, BicubicUpscaler.halo)
+        mid_frame = window_frame(mid_grid, finish)
+        data, coords, valid, meta = self._read_source(mid_frame, indexes, read_options, halo)
+        mid, mode, model = backend.upscale_tile(
+            data, coords, self._pixel_offset(mid_frame), resolved.mode
+        )
+        field = regular_field(np.asarray([finish.origin]), finish.scale, finish.out_shape)[0]
+        hr = backend.bicubic_tile(mid, field)
+        return self._to_image(hr, _sample_mask(valid, field), frame, meta), mode, model
+
+    def _pixel_offset(self, frame: Frame) -> tuple[int, int]:
+        """Absolute (col, row) of the frame's pixel (0, 0) on its resolution's global grid."""
+        return (
+            round((frame.left - self.grid.x0) / frame.res_x),
+            round((self.grid.y0 - frame.top) / frame.res_y),
+        )
+
+    def _read_source(
+        self, frame: Frame, indexes: Any, read_options: dict[str, Any], halo: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, ImageData]:
+        """The unwarped source window under ``frame`` (plus ``halo``), normalized to [0, 1]
+        with invalid pixels filled from their nearest valid neighbour; the coordinate field
+        of the frame's pixel centres in that window; the frame's validity (nearest source
+        pixel valid); and the window as an ``ImageData`` (band names, nodata, metadata)."""
+        dataset: Any = self.dataset
+        field = source_field(frame, self.tms.rasterio_crs, dataset.crs, dataset.transform)
+        col0, row0, col1, row1 = field_window(field, halo)
+        bands = _band_indexes(dataset, indexes)
+        window = Window(col0, row0, col1 - col0, row1 - row0)
+        limits = self.sr_config.read_limits
+        limits.check_output(frame.width, frame.height)
+        limits.check_source(dataset, (window.width, window.height), (window.width, window.height))
+        nodata = read_options.get("nodata")
+        values = dataset.read(bands, window=window, boundless=True, masked=True)
+        mask = np.asarray(np.ma.getmaskarray(values).any(axis=0))
+        if nodata is not None:
+            mask |= (values.data == nodata).any(axis=0)
+        valid = ~mask
+        img = ImageData(
+            np.ma.MaskedArray(values.data, mask=np.broadcast_to(mask, values.shape)),
+            band_names=[f"b{i}" for i in bands],
+            band_descriptions=[dataset.descriptions[i - 1] or "" for i in bands],
+            crs=dataset.crs,
+            nodata=nodata if nodata is not None else dataset.nodata,
+            scales=[dataset.scales[i - 1] for i in bands],
+            offsets=[dataset.offsets[i - 1] for i in bands],
+            metadata=dataset.tags(),
+        )
+        coords = field - np.array([col0, row0], dtype=np.float64)
         lo, hi = self._band_range(img.band_names)
-        valid = img.mask > 0
-        values = ((img.array.data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
-        values = np.clip(_fill_masked(values, valid), 0.0, 1.0)
-        return values, valid, img
+        normalized = ((values.data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+        normalized = np.clip(_fill_masked(normalized, valid), 0.0, 1.0)
+        return normalized, coords, _sample_mask(valid, coords), img
 
     def _to_image(
         self, hr: np.ndarray, valid: np.ndarray, frame: Frame, meta: ImageData

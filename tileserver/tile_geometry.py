@@ -1,9 +1,14 @@
-"""Tile geometry: effective scale, SR zoom range and windows on a dataset's global LR grid.
+"""Tile geometry: effective scale, SR zoom range, and where tile pixels fall on the source.
 
-The global low-resolution (LR) grid of a dataset in a TileMatrixSet has the dataset's
-native pixel size in the TMS CRS and is anchored at the TMS origin (top-left). Every SR
-read is a window of that grid, and every output pixel is sampled at its centre expressed
-in grid coordinates, so neighbouring tiles and tiles of different sizes agree.
+An SR tile is sampled at its pixel centres mapped into the source's own pixel grid
+(``source_field``): the source is read unwarped, and the upscaler's interpolation is the
+only resampling. The effective scale of a zoom (``zoom_scale``) compares the tile's pixel
+size with the dataset's native pixel size in the TMS CRS (rio-tiler's estimate).
+
+Past ``sr_max_scale`` the tile is first super-resolved on a global intermediate grid
+(``Grid``: native pixel size / max scale in the TMS CRS, anchored at the TMS origin) and
+finished with bicubic at exact coordinates (``plan_sampling``, ``window_frame``), so that
+neighbouring deep tiles share the intermediate pixels.
 """
 
 from __future__ import annotations
@@ -11,7 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+from affine import Affine
 from morecantile import Tile, TileMatrixSet
+from rasterio.crs import CRS
+from rasterio.warp import transform
 from rio_tiler.io.base import SpatialMixin
 
 
@@ -162,3 +171,42 @@ def window_frame(grid: Grid, plan: SamplingPlan) -> Frame:
         rows,
         cols,
     )
+
+
+def frame_centres(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y) of every pixel centre of ``frame`` in its CRS, each (height, width) float64."""
+    xs = frame.left + (np.arange(frame.width, dtype=np.float64) + 0.5) * frame.res_x
+    ys = frame.top - (np.arange(frame.height, dtype=np.float64) + 0.5) * frame.res_y
+    return np.broadcast_to(xs[None, :], (frame.height, frame.width)), np.broadcast_to(
+        ys[:, None], (frame.height, frame.width)
+    )
+
+
+def source_field(frame: Frame, frame_crs: CRS, src_crs: CRS, src_transform: Affine) -> np.ndarray:
+    """Where each pixel centre of ``frame`` lies on the source's own pixel grid: (H, W, 2)
+    float64 (col, row), pixel (i, j) covering [j, j+1) x [i, i+1).
+
+    Every centre is transformed exactly (``rasterio.warp.transform``, no approximation),
+    so the same ground point maps to the same source position whichever tile asks.
+    """
+    xs, ys = frame_centres(frame)
+    if frame_crs != src_crs:
+        tx, ty = transform(frame_crs, src_crs, xs.ravel(), ys.ravel())
+        xs = np.asarray(tx, dtype=np.float64).reshape(xs.shape)
+        ys = np.asarray(ty, dtype=np.float64).reshape(ys.shape)
+    inverse = ~src_transform
+    cols = inverse.a * xs + inverse.b * ys + inverse.c
+    rows = inverse.d * xs + inverse.e * ys + inverse.f
+    return np.stack([cols, rows], axis=-1)
+
+
+def field_window(field: np.ndarray, halo: int) -> tuple[int, int, int, int]:
+    """(col0, row0, col1, row1): the source pixels the field samples, plus ``halo`` each side."""
+    finite = field[np.isfinite(field).all(axis=-1)]
+    if finite.size == 0:
+        raise ValueError("no pixel of the tile maps onto the source")
+    col0 = math.floor(float(finite[:, 0].min())) - halo
+    row0 = math.floor(float(finite[:, 1].min())) - halo
+    col1 = math.ceil(float(finite[:, 0].max())) + halo
+    row1 = math.ceil(float(finite[:, 1].max())) + halo
+    return col0, row0, col1, row1
