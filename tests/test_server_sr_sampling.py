@@ -113,13 +113,11 @@ def sources(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 @pytest.fixture(scope="module")
-def servers(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def server(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real server with the small model (``sr=bicubic`` and ``sr=off`` need no model)."""
     pool = ServerPool(tmp_path_factory.mktemp("sampling-servers"))
     env = {"HNDSR_DATA_DIR": str(sources["fine"].parent), "HNDSR_SR_LATENCY_BUDGET_MS": "0"}
-    yield {
-        "bicubic": pool.start(env),
-        "model": pool.start(env, app="tests.test_server_sr_sampling:create_small_hndsr_app"),
-    }
+    yield pool.start(env, app="tests.test_server_sr_sampling:create_small_hndsr_app")
     pool.close()
 
 
@@ -145,9 +143,8 @@ SEAM_CASES = [
 
 @pytest.mark.parametrize("mode", ["bicubic", "fast", "diffusion"])
 @pytest.mark.parametrize(("name", "z"), SEAM_CASES)
-def test_tiles_sampled_on_the_source_grid_have_no_seams(servers, sources, name, z, mode):
-    base = servers["bicubic" if mode == "bicubic" else "model"]
-    with httpx.Client(base_url=base, timeout=300) as client:
+def test_tiles_sampled_on_the_source_grid_have_no_seams(server, sources, name, z, mode):
+    with httpx.Client(base_url=server, timeout=300) as client:
         fetch = fetcher(client, sources[name], sr=mode)
         worst, headers = seam_difference(fetch, sources[name], z)
     scale = [float(s) for s in headers["x-sr-scale"].split(",")]
@@ -168,11 +165,11 @@ def inner_tiles(path: Path, z: int) -> list[morecantile.Tile]:
 
 
 @pytest.mark.parametrize("factor", [2, 4])
-def test_sr_bicubic_is_titiler_cubic_overzoom(servers, sources, factor):
+def test_sr_bicubic_is_titiler_cubic_overzoom(server, sources, factor):
     """Against the fine scene's own tiles at its native zoom (12), on tiles fully inside."""
     z = 12
     scores: dict[str, list[float]] = {"bicubic": [], "titiler-cubic": []}
-    with httpx.Client(base_url=servers["bicubic"], timeout=120) as client:
+    with httpx.Client(base_url=server, timeout=120) as client:
         reference = fetcher(client, sources["fine"], sr="off")
         bicubic = fetcher(client, sources[f"coarse{factor}"], sr="bicubic")
         cubic = fetcher(
@@ -194,14 +191,13 @@ def test_sr_bicubic_is_titiler_cubic_overzoom(servers, sources, factor):
 
 
 @pytest.mark.parametrize("mode", ["bicubic", "fast"])
-def test_a_tile_half_outside_the_data_keeps_its_mask_without_bleeding(servers, sources, mode):
+def test_a_tile_half_outside_the_data_keeps_its_mask_without_bleeding(server, sources, mode):
     path = sources["4326-x3.3"]
     with rasterio.open(path) as src:
         left, bottom, right, top = src.bounds
     tile = WEB_MERCATOR.tile(left + 1e-4, (bottom + top) / 2, 14)
-    with httpx.Client(base_url=servers["bicubic" if mode == "bicubic" else "model"]) as sr_client:
-        ours, headers = fetcher(sr_client, path, sr=mode)(14, tile.x, tile.y)
-    with httpx.Client(base_url=servers["bicubic"], timeout=120) as client:
+    with httpx.Client(base_url=server, timeout=120) as client:
+        ours, headers = fetcher(client, path, sr=mode)(14, tile.x, tile.y)
         plain, _ = fetcher(client, path, sr="off")(14, tile.x, tile.y)
         cubic, _ = fetcher(client, path, sr="off", resampling="cubic", reproject="cubic")(
             14, tile.x, tile.y

@@ -179,14 +179,12 @@ class SRReader(Reader):
 
     sr_mode: str = attr.ib(default="auto", kw_only=True)
     advertised_tilesize: int = attr.ib(default=256, kw_only=True)
-    sr_config: SRConfig | None = attr.ib(default=None, kw_only=True)
+    sr_config: SRConfig = attr.ib(kw_only=True)
     sr_report: SRReport | None = attr.ib(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         """Open the dataset, then compute its native grid and SR zoom range in the TMS."""
         super().__attrs_post_init__()
-        if self.sr_config is None:
-            raise ValueError("SRReader needs an sr_config")
         self.report = self.sr_report or current_report()
         self.native_res = native_resolution(self)
         x0, y0 = tms_origin(self.tms)
@@ -230,7 +228,6 @@ class SRReader(Reader):
         **kwargs: Any,
     ) -> ImageData:
         """Read a tile: rio-tiler's own at ``s <= sr_min_scale``, super-resolved above."""
-        assert self.sr_config is not None
         if not self.tile_exists(tile_x, tile_y, tile_z):
             raise TileOutsideBounds(f"Tile {tile_z}/{tile_x}/{tile_y} is outside bounds")
         size = tilesize or self.tms.matrix(tile_z).tileWidth
@@ -294,7 +291,6 @@ class SRReader(Reader):
         return super().read(*args, **kwargs)
 
     def _should_super_resolve(self, scale: tuple[float, float]) -> bool:
-        assert self.sr_config is not None
         if self.sr_mode == "off" or max(scale) <= self.sr_config.min_scale:
             return False
         if self.profile.categorical:
@@ -314,7 +310,6 @@ class SRReader(Reader):
         centres (one resampling). Deeper, it super-resolves the frame's footprint on the
         global grid of the maximum scale, and bicubic at exact coordinates finishes.
         """
-        assert self.sr_config is not None
         backend = self.sr_config.backend
         resolved = backend.resolve(self.sr_mode)
         halo = max(resolved.halo, int(read_options.get("padding") or 0))
@@ -429,12 +424,10 @@ class SRSTACReader(STACReader):
     reader: type[Reader] = attr.ib(default=SRReader)
     sr_mode: str = attr.ib(default="auto", kw_only=True)
     advertised_tilesize: int = attr.ib(default=256, kw_only=True)
-    sr_config: SRConfig | None = attr.ib(default=None, kw_only=True)
+    sr_config: SRConfig = attr.ib(kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         """Fetch the item through the allowlist, then raise maxzoom to the SR zoom range."""
-        if self.sr_config is None:
-            raise ValueError("SRSTACReader needs an sr_config")
         if self.item is None:
             data = self.sr_config.allowlist.fetch_json(str(self.input))
             self.item = pystac.Item.from_dict(data, href=self.input)
@@ -460,7 +453,6 @@ class SRSTACReader(STACReader):
 
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
         """Asset info whose URL passed the allowlist (remote: after checked redirects)."""
-        assert self.sr_config is not None
         info = super()._get_asset_info(asset)
         info["url"] = self.sr_config.allowlist.check_existing(info["url"])
         return info
