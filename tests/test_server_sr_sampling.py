@@ -117,7 +117,7 @@ def server(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     """One real server with the small model (``sr=bicubic`` and ``sr=off`` need no model)."""
     pool = ServerPool(tmp_path_factory.mktemp("sampling-servers"))
     env = {"HNDSR_DATA_DIR": str(sources["fine"].parent), "HNDSR_SR_LATENCY_BUDGET_MS": "0"}
-    yield pool.start(env, app="tests.test_server_sr_sampling:create_small_hndsr_app")
+    yield pool.start(env, app="tests.test_server_sr_sampling:create_small_hndsr_app", timeout_s=180)
     pool.close()
 
 

@@ -267,7 +267,6 @@ class SRReader(Reader):
     def part(self, bbox: Any, *args: Any, **kwargs: Any) -> ImageData:  # type: ignore[override]
         """rio-tiler's ``part`` within the read limits; a tile far larger than the dataset
         reads only the dataset's footprint (GDAL's warp of a whole low-zoom tile takes minutes)."""
-        assert self.sr_config is not None
         bounds_crs = kwargs.get("bounds_crs", WGS84_CRS)
         dst_crs = kwargs.get("dst_crs") or bounds_crs
         width, height, max_size = kwargs.get("width"), kwargs.get("height"), kwargs.get("max_size")
@@ -281,7 +280,6 @@ class SRReader(Reader):
 
     def read(self, *args: Any, **kwargs: Any) -> ImageData:  # type: ignore[override]
         """rio-tiler's ``read`` (previews) within the read limits."""
-        assert self.sr_config is not None
         dataset: Any = self.dataset
         window = (float(dataset.width), float(dataset.height))
         width, height, max_size = kwargs.get("width"), kwargs.get("height"), kwargs.get("max_size")
