@@ -35,7 +35,7 @@ from titiler.core.dependencies import (
 )
 
 from tileserver.errors import BadParameterError, LimitExceededError
-from tileserver.settings import Settings
+from tileserver.settings import Settings, get_settings
 
 MAX_GEOMETRY_DENSIFY = 1000
 """Most points per edge of a generated STAC geometry (``/cog/stac?geometry_densify=``)."""
@@ -43,7 +43,11 @@ MAX_ZOOM_PARAMETER = 30
 """Deepest zoom a ``minzoom``/``maxzoom`` query parameter may name (no TMS goes deeper)."""
 
 
-def _settings(request: Request) -> Settings:
+def _settings(request: Request | None) -> Settings:
+    """The app's settings; the process's where a dependency is built without a request
+    (TiTiler's WMTS extension instantiates the layer dependencies from query parameters)."""
+    if request is None:
+        return get_settings()
     return request.app.state.settings
 
 
