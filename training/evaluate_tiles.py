@@ -18,6 +18,8 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -367,6 +369,8 @@ def main() -> None:
     if not args.checkpoint.is_file():
         parser.error(f"no checkpoint at {args.checkpoint}")
     settings = TileEvalSettings.from_params(yaml.safe_load(args.params.read_text()))
+    # SIGTERM unwinds like Ctrl-C: the server subprocess is stopped, the temp folder removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory(prefix="hndsr-eval-tiles-") as tmp:
         result, samples = evaluate(args.checkpoint, settings, Path(tmp))
     write_outputs(result, samples, args.out)
