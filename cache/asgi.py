@@ -220,7 +220,7 @@ class TileCache:
 
 
 class TileCacheMiddleware:
-    """Cache tiles of ``/cog/tiles/...`` and ``/stac/tiles/...``; everything else passes through.
+    """Cache tiles of ``/cog``, ``/stac`` and ``/mosaicjson`` ``/tiles/...``; the rest passes.
 
     A Starlette middleware: ``app.add_middleware(TileCacheMiddleware, tiles=TileCache(...))``.
     """

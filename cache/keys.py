@@ -52,7 +52,7 @@ DEFAULT_TILESIZE = "256"
 DEFAULT_SR = "auto"
 
 TILE_PATH = re.compile(
-    r"^/(?P<endpoint>cog|stac)/tiles/(?P<tms>[A-Za-z0-9_.-]+)/(?P<z>\d{1,2})/(?P<x>\d{1,9})/"
+    r"^/(?P<endpoint>cog|stac|mosaicjson)/tiles/(?P<tms>[A-Za-z0-9_.-]+)/(?P<z>\d{1,2})/(?P<x>\d{1,9})/"
     r"(?P<y>\d{1,9})(?:\.(?P<fmt>[A-Za-z0-9]+))?$"
 )
 

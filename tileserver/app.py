@@ -38,6 +38,7 @@ from tileserver.limits import (
     ReadLimits,
     check_request,
 )
+from tileserver.mosaic import include_mosaic_routes
 from tileserver.ogc import include_ogc_routes
 from tileserver.ratelimit import ColdSRRateLimit, TokenBuckets
 from tileserver.reader import SRConfig, SRReader, SRSTACReader
@@ -138,7 +139,14 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     )
     app.include_router(stac.router, prefix="/stac", tags=["STAC"], **dataset_routes)
     app.include_router(router)
-    include_ogc_routes(app, [cog, stac])
+    mosaic = include_mosaic_routes(
+        app,
+        wmts.wmts_tms,
+        supported_tms=SUPPORTED_TMS,
+        route_dependencies=factory_options["route_dependencies"],
+        router_options=dataset_routes,
+    )
+    include_ogc_routes(app, [cog, stac, mosaic])
     install_error_handlers(app)
     mount_web_map(app)  # the web map at /; last route, a mount at / takes every other path
 

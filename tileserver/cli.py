@@ -7,6 +7,7 @@ import uvicorn
 
 from cache.cli import register as register_cache_commands
 from cogs.cli import sample_data
+from cogs.mosaic import mosaic_app
 from training.registry_cli import app as model_commands
 
 app = typer.Typer(help="hndsr-tiles: a TiTiler tile server with on-demand super-resolution.")
@@ -36,5 +37,6 @@ def serve(
 
 # Commands mounted from other packages.
 app.command("sample-data")(sample_data)
+app.add_typer(mosaic_app, name="mosaic")
 register_cache_commands(app, "tileserver.app:create_app")
 app.add_typer(model_commands, name="model")

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import rasterio
+from cogeo_mosaic.errors import MosaicError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -24,11 +25,22 @@ from rio_tiler.constants import WEB_MERCATOR_TMS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sr_engine.gpu_metrics import register_gpu_metrics
+from tileserver.errors import DatasetNotFoundError, SourceNotAllowedError
 from tileserver.metrics import REQUEST_DURATION
+from tileserver.mosaic import AllowlistedMosaicBackend, MosaicAssetReader
 from tileserver.reader import SRConfig, SRReader
 
 router = APIRouter()
 RASTER_SUFFIXES = (".tif", ".tiff")
+MOSAIC_SUFFIX = ".mosaic.json"
+MOSAIC_SKIPPED = (
+    MosaicError,
+    ValueError,
+    rasterio.errors.RasterioError,
+    SourceNotAllowedError,
+    DatasetNotFoundError,
+)
+"""A mosaic that is unreadable or names COGs outside the allowlist is left out."""
 
 
 def _catalog_entry(request: Request, path: Path, config: SRConfig) -> dict[str, Any]:
@@ -61,6 +73,33 @@ def _catalog_entry(request: Request, path: Path, config: SRConfig) -> dict[str, 
     return entry
 
 
+def _mosaic_entry(request: Request, path: Path, config: SRConfig) -> dict[str, Any]:
+    """A catalog entry of a MosaicJSON document (``*.mosaic.json``)."""
+    options = {"sr_config": config, "advertised_tilesize": 512}
+    with AllowlistedMosaicBackend(
+        str(path), reader=MosaicAssetReader, reader_options=options, sr_config=config
+    ) as mosaic:
+        west, south, east, north = mosaic.bounds
+        native_zoom, maxzoom, minzoom = mosaic.mosaic_def.maxzoom, mosaic.maxzoom, mosaic.minzoom
+        title = mosaic.mosaic_def.name or path.name.removesuffix(MOSAIC_SUFFIX)
+    base = str(request.base_url).rstrip("/")
+    query = urlencode({"url": str(path)})
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return {
+        "id": path.name.removesuffix(MOSAIC_SUFFIX),
+        "title": title,
+        "url": str(path),
+        "mosaic": True,
+        "bounds": [west, south, east, north],
+        "minzoom": minzoom,
+        "native_maxzoom": native_zoom,
+        "maxzoom": maxzoom,
+        "tilejson": f"{base}/mosaicjson/WebMercatorQuad/tilejson.json?{query}",
+        "wmts": f"{base}/mosaicjson/WMTSCapabilities.xml?{query}",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+
+
 def _footprint(dataset: rasterio.io.DatasetReader, points_per_edge: int = 21) -> dict[str, Any]:
     """The dataset's outline in lon/lat (edges densified, so a rotated grid stays exact)."""
     left, bottom, right, top = dataset.bounds
@@ -77,7 +116,8 @@ def _footprint(dataset: rasterio.io.DatasetReader, points_per_edge: int = 21) ->
 
 @router.get("/catalog", tags=["service"])
 def catalog(request: Request) -> list[dict[str, Any]]:
-    """Datasets in the data directory: id, title, url, bounds, native and SR max zoom, tilejson."""
+    """Datasets (COGs, then MosaicJSON documents ``*.mosaic.json``) in the data directory:
+    id, title, url, bounds, native and SR max zoom, tilejson."""
     config: SRConfig = request.app.state.sr_config
     data_dir: Path = request.app.state.settings.data_dir.resolve()
     if not data_dir.is_dir():
@@ -88,6 +128,11 @@ def catalog(request: Request) -> list[dict[str, Any]]:
             entries.append(_catalog_entry(request, path, config))
         except rasterio.errors.RasterioError:
             continue  # not a raster GDAL can read: not a dataset
+    for path in sorted(data_dir.rglob(f"*{MOSAIC_SUFFIX}")):
+        try:
+            entries.append(_mosaic_entry(request, path, config))
+        except MOSAIC_SKIPPED:
+            continue
     return entries
 
 

@@ -1,0 +1,124 @@
+"""MosaicJSON at ``/mosaicjson``: titiler.mosaic's factory whose dataset reader is the SR
+reader, so a mosaic of many COGs super-resolves past its native zoom. The mosaic document
+is fetched through the allowlist (redirect hops included) and every COG it names is checked
+before it opens; the advertised maxzoom is the SR maxzoom of the mosaic's COGs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any  # noqa: F401 (SRParams' annotations resolve here)
+
+import attr
+from cogeo_mosaic.backends.base import MosaicJSONBackend
+from cogeo_mosaic.errors import MosaicAuthError, MosaicError, MosaicNotFoundError
+from cogeo_mosaic.mosaic import MosaicJSON
+from fastapi import FastAPI, Query, Request  # noqa: F401
+from morecantile import TileMatrixSets
+from titiler.core.dependencies import DefaultDependency
+from titiler.core.errors import add_exception_handlers
+from titiler.mosaic.errors import MOSAIC_STATUS_CODES
+from titiler.mosaic.extensions.mosaicjson import MosaicJSONExtension
+from titiler.mosaic.factory import MosaicTilerFactory
+
+from tileserver.dependencies import SRMode, SRParams, allowed_url  # noqa: F401
+from tileserver.factories import SRTileJSONExtension
+from tileserver.reader import SRConfig, SRReader
+from tileserver.sr_report import current_report
+from tileserver.wmts import SRMosaicWMTSExtension
+
+
+@attr.s
+class MosaicAssetReader(SRReader):
+    """``SRReader`` for one COG of a mosaic: the COG's URL passes the allowlist first."""
+
+    def __attrs_post_init__(self) -> None:
+        """Check the asset against the allowlist, then open it as ``SRReader`` does."""
+        if self.sr_config is None:
+            raise ValueError("MosaicAssetReader needs an sr_config")
+        self.input = self.sr_config.allowlist.check_existing(str(self.input))
+        super().__attrs_post_init__()
+
+
+@attr.s
+class AllowlistedMosaicBackend(MosaicJSONBackend):
+    """A read-only MosaicJSON document fetched through the allowlist; its maxzoom is raised
+    to the SR maxzoom of its first COG (the COGs of one mosaic share a resolution)."""
+
+    sr_config: SRConfig | None = attr.ib(default=None, kw_only=True)
+    _backend_name = "MosaicJSON"
+
+    def __attrs_post_init__(self) -> None:
+        """Read the document, then raise maxzoom to the SR zooms of its COGs."""
+        user_maxzoom = self.maxzoom
+        super().__attrs_post_init__()
+        if user_maxzoom is None and self.mosaic_def.tiles:
+            first = next(iter(self.mosaic_def.tiles.values()))[0]
+            asset = (self.mosaic_def.asset_prefix or "") + first
+            with self.reader(asset, tms=self.tms, **self.reader_options) as src:
+                self.maxzoom = max(self.maxzoom, src.maxzoom)
+
+    def _read(self) -> MosaicJSON:
+        """The mosaic document, fetched through the allowlist."""
+        assert self.sr_config is not None
+        return MosaicJSON(**self.sr_config.allowlist.fetch_json(self.input))
+
+    def write(self, overwrite: bool = True) -> None:
+        """The server never writes mosaics (``hndsr-tiles mosaic create`` does)."""
+        raise NotImplementedError("mosaics are read-only here")
+
+
+@dataclass
+class MosaicBackendParams(DefaultDependency):
+    """Backend options: the app's SR configuration (its allowlist)."""
+
+    request: Request = None  # type: ignore[assignment]
+
+    def as_dict(self, exclude_none: bool = True) -> dict:
+        """``sr_config`` for ``AllowlistedMosaicBackend``."""
+        return {"sr_config": self.request.app.state.sr_config}
+
+
+@dataclass
+class MosaicSRParams(SRParams):
+    """``SRParams`` plus the request's report: the mosaic reads its COGs in threads."""
+
+    def as_dict(self, exclude_none: bool = True) -> dict:
+        """Reader options of every COG of the mosaic."""
+        return {**super().as_dict(exclude_none), "sr_report": current_report()}
+
+
+def include_mosaic_routes(
+    app: FastAPI,
+    wmts_tms: TileMatrixSets,
+    router_options: dict[str, Any] | None = None,
+    **factory_options: Any,
+) -> MosaicTilerFactory:
+    """Mount ``/mosaicjson`` (tiles, tilejson, tilesets, WMTS, map.html, info, point);
+    ``router_options`` go to ``include_router`` (the request checks of the other routes)."""
+    mosaic = MosaicTilerFactory(
+        backend=AllowlistedMosaicBackend,  # type: ignore[arg-type]
+        backend_dependency=MosaicBackendParams,
+        dataset_reader=MosaicAssetReader,
+        reader_dependency=MosaicSRParams,
+        path_dependency=allowed_url,
+        router_prefix="/mosaicjson",
+        extensions=[
+            MosaicJSONExtension(),
+            SRMosaicWMTSExtension(wmts_tms=wmts_tms),
+            SRTileJSONExtension(),
+        ],
+        **factory_options,
+    )
+    app.include_router(
+        mosaic.router, prefix="/mosaicjson", tags=["MosaicJSON"], **(router_options or {})
+    )
+    add_exception_handlers(
+        app,
+        {
+            **MOSAIC_STATUS_CODES,
+            MosaicAuthError: 401,
+            MosaicError: 424,
+            MosaicNotFoundError: 404,
+        },
+    )
+    return mosaic
