@@ -6,8 +6,7 @@ import typer
 import uvicorn
 
 from cache.cli import register as register_cache_commands
-from cogs.cli import sample_data
-from cogs.mosaic import mosaic_app
+from cogs import mosaic_app, sample_data
 from training.registry_cli import app as model_commands
 
 app = typer.Typer(help="hndsr-tiles: a TiTiler tile server with on-demand super-resolution.")
