@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from cachetools import LRUCache
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cache.coalesce import RedisCoalescer
 from cache.entry import Entry, content_etag
@@ -40,12 +41,6 @@ from cache.tiers import CacheTier
 from sr_engine import DEGRADED_MODE
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LONG_CACHE_CONTROL = b"public, max-age=86400"
 SHORT_CACHE_CONTROL = b"public, max-age=10"

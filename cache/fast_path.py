@@ -15,8 +15,9 @@ from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cache.asgi import ASGIApp, Message, Receive, Scope, Send, TileCache
+from cache.asgi import TileCache
 
 Replica = Callable[[Scope, Send], Awaitable[Send]]
 """What a skipped layer does to a hit: ``await replica(scope, send)`` returns the ``send``
