@@ -123,8 +123,8 @@ def test_a_failed_batch_degrades_auto_and_is_an_error_for_explicit_modes() -> No
 def test_a_background_recompute_waits_instead_of_degrading() -> None:
     gate = threading.Event()
     gate.set()
-    upscaler = TestUpscaler(gate=gate)
-    backend = make_backend(upscaler, sr_latency_budget_ms=1e-6)
+    upscaler = TestUpscaler()
+    backend = make_backend(upscaler, gate, sr_latency_budget_ms=1e-6)
     gate.clear()
     upscaler.entered.clear()
     with ThreadPoolExecutor(2) as pool:
