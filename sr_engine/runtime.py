@@ -5,6 +5,10 @@ groups queued jobs by ``BatchKey`` into ``upscale_batch`` calls of up to ``max_b
 waiting at most ``max_wait_ms`` for company. The queue is bounded and admission also checks
 the expected wait against a latency budget: a job that cannot be served in time raises
 ``Overloaded`` at once, so the caller can degrade (bicubic) or answer 503 + Retry-After.
+
+The runtime holds one entry per model version (``BatchKey.model``): a job names its version,
+a batch runs on that version's upscaler, so a reload adds the new version, switches the
+default and retires the old one, which is dropped once no queued or running job needs it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -33,7 +38,14 @@ from sr_engine.interface import (
     normalize_scale,
     regular_field,
 )
-from sr_engine.metrics import SR_BATCH_SIZE, SR_INFERENCES, SR_QUEUE_DEPTH, SR_TILES
+from sr_engine.metrics import (
+    SR_BATCH_DURATION,
+    SR_BATCH_SIZE,
+    SR_FAILED_TILES,
+    SR_INFERENCES,
+    SR_QUEUE_DEPTH,
+    SR_TILES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +65,12 @@ class Overloaded(ModelUnavailableError):
         """Seconds after which a retry is likely to be admitted (for ``Retry-After``)."""
 
 
+class UnknownModel(ModelUnavailableError):
+    """A job named a model version the runtime does not hold (retired meanwhile)."""
+
+
 class SRRuntime:
-    """Batches upscaling jobs of one upscaler onto one inference thread."""
+    """Batches upscaling jobs of one or more model versions onto one inference thread."""
 
     def __init__(
         self,
@@ -70,6 +86,11 @@ class SRRuntime:
         if max_batch < 1 or queue_limit < 1:
             raise ValueError("max_batch and queue_limit must be >= 1")
         self.upscaler = upscaler
+        """The default model (jobs that name no version); see ``add_model``."""
+        self._models: dict[str, Upscaler] = {upscaler.version: upscaler}
+        self._jobs_of: Counter[str] = Counter()
+        """Queued or running jobs per model version."""
+        self._retired: set[str] = set()
         self.max_batch = max_batch
         self.queue_limit = queue_limit
         self.latency_budget_s = latency_budget_s
@@ -103,16 +124,19 @@ class SRRuntime:
         scale: float = 2.0,
         channels: int = 3,
         modes: tuple[str, ...] | None = None,
+        model: str | None = None,
     ) -> None:
-        """Run one batch per mode (allocations, kernel autotuning, compilation) before serving."""
+        """Run one batch per mode (allocations, kernel autotuning, compilation) before serving
+        (``model``: a held version other than the default)."""
         self.start()
+        upscaler = self._models[model or self.upscaler.version]
         sxy = normalize_scale(scale)
-        halo = self.upscaler.halo
+        halo = upscaler.halo
         h, w = (math.ceil(n / s) + 2 * halo for n, s in zip(out_shape, sxy[::-1], strict=True))
         lr = np.full((channels, h, w), 0.5, dtype=np.float32)
         field = regular_field(np.array([[halo, halo]]), sxy, out_shape)[0]
-        for mode in modes or self.upscaler.modes:
-            self.submit(lr, field, mode=mode, admit=False).result()
+        for mode in modes or upscaler.modes:
+            self.submit(lr, field, mode=mode, admit=False, model=upscaler.version).result()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Stop taking jobs, finish every queued and running batch, stop the thread.
@@ -127,6 +151,44 @@ class SRRuntime:
             return True
         thread.join(timeout)
         return not thread.is_alive()
+
+    # -- model versions --------------------------------------------------------------------
+    def add_model(self, upscaler: Upscaler) -> None:
+        """Hold ``upscaler`` under its version (jobs may name it from now on)."""
+        with self._cond:
+            self._models[upscaler.version] = upscaler
+            self._retired.discard(upscaler.version)
+
+    def retire_model(self, version: str) -> None:
+        """Drop ``version`` once no queued or running job needs it (at once when idle)."""
+        with self._cond:
+            if version == self.upscaler.version:
+                raise ValueError(f"{version} is the default model; make another the default")
+            self._retired.add(version)
+            self._drop_retired_locked()
+
+    def holds(self, version: str) -> bool:
+        """``version`` is held (retired versions count until their last job finished)."""
+        with self._cond:
+            return version in self._models
+
+    def _drop_retired_locked(self) -> None:
+        for version in [v for v in self._retired if not self._jobs_of[v]]:
+            self._models.pop(version, None)
+            self._retired.discard(version)
+            self._jobs_of.pop(version, None)
+
+    def foreground_idle(self) -> bool:
+        """No foreground job is queued or running (background work may run now)."""
+        with self._cond:
+            return not self._busy_foreground and self._queue.foreground_count == 0
+
+    def release_device_memory(self) -> None:
+        """Return cached device memory of freed models to the driver (CUDA only)."""
+        if self.device.name == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
 
     @property
     def running(self) -> bool:
@@ -151,17 +213,23 @@ class SRRuntime:
         *,
         background: bool = False,
         admit: bool = True,
+        model: str | None = None,
     ) -> Future[np.ndarray]:
         """Queue one (C, h, w) window sampled at ``coords`` (H, W, 2); the future resolves
         to float32 (C, H, W). See ``sr_engine.interface`` for ``coords`` and ``cell``.
 
         ``background`` jobs (recomputations nobody waits for) yield to foreground ones and
         skip the latency budget. ``admit=False`` bypasses admission control (warm-up).
-        Raises ``Overloaded`` when the job cannot be served in time.
+        ``model`` is the version to run (default: the default model); ``UnknownModel`` if
+        it is not held. Raises ``Overloaded`` when the job cannot be served in time.
         """
-        mode = mode or self.upscaler.default_mode
-        if mode not in self.upscaler.modes:
-            raise ValueError(f"mode {mode!r} is not one of {self.upscaler.modes}")
+        version = model or self.upscaler.version
+        upscaler = self._models.get(version)
+        if upscaler is None:
+            raise UnknownModel(f"model {version} is not loaded")
+        mode = mode or upscaler.default_mode
+        if mode not in upscaler.modes:
+            raise ValueError(f"mode {mode!r} is not one of {upscaler.modes}")
         lr = np.asarray(lr, dtype=np.float32)
         if lr.ndim != 3:
             raise ValueError(f"lr must be (C, h, w), got shape {lr.shape}")
@@ -174,7 +242,7 @@ class SRRuntime:
                 raise ValueError(f"cell must be shaped like coords, got {cell.shape}")
         window = padded_shape(lr.shape[-2:])
         key = BatchKey(
-            model=self.upscaler.version,
+            model=version,
             mode=mode,
             seed=seed,
             lr_shape=(lr.shape[0], *window),
@@ -196,6 +264,9 @@ class SRRuntime:
         with self._cond:
             if admit:
                 self._admit(background)
+            if version not in self._models:
+                raise UnknownModel(f"model {version} was retired")
+            self._jobs_of[version] += 1
             self._queue.push(job)
             SR_QUEUE_DEPTH.set(len(self._queue))
             self._cond.notify_all()
@@ -260,6 +331,8 @@ class SRRuntime:
             deliver = self._execute(jobs)
             elapsed = time.monotonic() - started
             with self._cond:
+                self._jobs_of[jobs[0].key.model] -= len(jobs)
+                self._drop_retired_locked()
                 self._busy_since = None
                 self._busy_foreground = False
                 previous = self._batch_seconds
@@ -287,7 +360,9 @@ class SRRuntime:
         if not jobs:
             return lambda: None
         key = jobs[0].key
+        started = time.monotonic()
         try:
+            upscaler = self._models[key.model]
             batch = self._assemble(key, jobs)
             coords = np.stack([job.coords for job in jobs])
             cell = np.stack([job.cell for job in jobs]) if key.has_cell else None  # type: ignore[misc]
@@ -296,10 +371,10 @@ class SRRuntime:
                 if key.has_offsets
                 else None
             )
-            SR_INFERENCES.labels(mode=key.mode).inc()
+            SR_INFERENCES.labels(mode=key.mode, version=key.model).inc()
             SR_BATCH_SIZE.observe(len(jobs))
             with inference_context(self.device):
-                out = self.upscaler.upscale_batch(
+                out = upscaler.upscale_batch(
                     batch, coords, cell, offsets, mode=key.mode, seed=key.seed
                 )
             expected = (len(jobs), key.lr_shape[0], *key.out_shape)
@@ -307,6 +382,7 @@ class SRRuntime:
                 raise RuntimeError(f"upscaler returned shape {out.shape}, expected {expected}")
         except Exception as exc:
             log.exception("SR batch of %d %s jobs failed", len(jobs), key.mode)
+            SR_FAILED_TILES.labels(version=key.model).inc(len(jobs))
             error = exc
 
             def fail() -> None:
@@ -314,7 +390,8 @@ class SRRuntime:
                     job.future.set_exception(error)
 
             return fail
-        SR_TILES.labels(mode=key.mode).inc(len(jobs))
+        SR_TILES.labels(mode=key.mode, version=key.model).inc(len(jobs))
+        SR_BATCH_DURATION.labels(version=key.model).observe(time.monotonic() - started)
 
         def succeed() -> None:
             for index, job in enumerate(jobs):

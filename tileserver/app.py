@@ -25,7 +25,9 @@ from cache import (
     cors_replica,
 )
 from sr_engine import Upscaler
+from tileserver.admin import include_admin_routes
 from tileserver.auth import install_api_keys
+from tileserver.canary import MODEL_ROLE, CanarySplit, ModelRouteMiddleware
 from tileserver.dependencies import SRParams, allowed_url, check_tile_index
 from tileserver.errors import ERROR_RESPONSES, install_error_handlers
 from tileserver.factories import SRStacRenderExtension, SRTileJSONExtension
@@ -45,7 +47,7 @@ from tileserver.reader import SRConfig, SRReader, SRSTACReader
 from tileserver.remote_setup import build_allowlist
 from tileserver.routes import RequestMetricsMiddleware, router
 from tileserver.settings import Settings, get_settings
-from tileserver.sr_backend import SRBackend, sr_lifespan
+from tileserver.sr_backend import Loader, SRBackend, sr_lifespan
 from tileserver.sr_report import SRReportMiddleware
 from tileserver.static import mount_web_map
 from tileserver.tms import SUPPORTED_TMS, tms_subset
@@ -72,8 +74,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-def create_app(settings: Settings | None = None, upscaler: Upscaler | None = None) -> FastAPI:
-    """Build the app. ``upscaler`` replaces the HNDSR model (tests inject stand-ins)."""
+def create_app(
+    settings: Settings | None = None,
+    upscaler: Upscaler | None = None,
+    loader: Loader | None = None,
+) -> FastAPI:
+    """Build the app. ``upscaler`` replaces the HNDSR champion and ``loader`` how model URIs
+    are loaded (tests inject stand-ins)."""
     settings = settings or get_settings()
     allowlist = build_allowlist(settings)
     app = FastAPI(
@@ -86,14 +93,12 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     app.state.sr_config = SRConfig(
         min_scale=settings.sr_min_scale,
         max_scale=settings.sr_max_scale,
-        backend=SRBackend(settings, model=upscaler),
+        backend=SRBackend(settings, model=upscaler, loader=loader),
         allowlist=allowlist,
         read_limits=ReadLimits.from_settings(settings),
     )
     # name -> callable returning True while that part runs in fallback (listed by /readyz)
-    app.state.degraded_checks = {
-        "model": lambda: app.state.sr_config.backend.model is None,
-    }
+    app.state.degraded_checks = app.state.sr_config.backend.degraded_checks()
 
     wmts = SRWMTSExtension(wmts_tms=tms_subset(settings.wmts_tms))
     factory_options: dict[str, Any] = {
@@ -147,6 +152,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         router_options=dataset_routes,
     )
     include_ogc_routes(app, [cog, stac, mosaic])
+    include_admin_routes(app, settings.admin_token)
     install_error_handlers(app)
     mount_web_map(app)  # the web map at /; last route, a mount at / takes every other path
 
@@ -154,9 +160,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         settings,
         check_source=allowlist.check,
         remote_identity=allowlist.remote_identity,
-        model_version=lambda: str(
-            app.state.sr_config.backend.model_status().get("version", "none")
-        ),
+        model_version=lambda: app.state.sr_config.backend.version_for(MODEL_ROLE.get()),
     )
     app.state.degraded_checks.update(tiles.down_checks())
 
@@ -184,6 +188,9 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     # Memory hits end here (cache/fast_path.py); only the HEAD rewrite is outside it.
     app.add_middleware(HitFastPath, tiles=tiles, replicas=[replica for _, replica in outside_cache])
+    if "canary" in app.state.sr_config.backend.uris:  # the model choice, before the cache key
+        split = CanarySplit(settings.canary_fraction, settings.canary_block_zoom_offset)
+        app.add_middleware(ModelRouteMiddleware, split=split)
     app.add_middleware(HeadAsGetMiddleware)  # HEAD runs as GET (memory hits included)
     install_api_keys(app, settings)  # outside the hit fast path: cached tiles need a key too
     return app

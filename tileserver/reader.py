@@ -308,14 +308,14 @@ class SRReader(Reader):
         centres (one resampling). Deeper, it super-resolves the frame's footprint on the
         global grid of the maximum scale, and bicubic at exact coordinates finishes.
         """
-        backend = self.sr_config.backend
-        resolved = backend.resolve(self.sr_mode)
+        backend, role = self.sr_config.backend, self.report.model_role
+        resolved = backend.resolve(self.sr_mode, role)
         halo = max(resolved.halo, int(read_options.get("padding") or 0))
         max_scale = self.sr_config.max_scale
         if max(scale) <= max_scale:
             data, coords, valid, meta = self._read_source(frame, indexes, read_options, halo)
             hr, mode, model = backend.upscale_tile(
-                data, coords, self._pixel_offset(frame), resolved.mode
+                data, coords, self._pixel_offset(frame), resolved.mode, role
             )
             return self._to_image(hr, valid, frame, meta), mode, model
         mid_grid = Grid(
@@ -328,7 +328,7 @@ class SRReader(Reader):
         mid_frame = window_frame(mid_grid, finish)
         data, coords, valid, meta = self._read_source(mid_frame, indexes, read_options, halo)
         mid, mode, model = backend.upscale_tile(
-            data, coords, self._pixel_offset(mid_frame), resolved.mode
+            data, coords, self._pixel_offset(mid_frame), resolved.mode, role
         )
         field = regular_field(np.asarray([finish.origin]), finish.scale, finish.out_shape)[0]
         hr = backend.bicubic_tile(mid, field)

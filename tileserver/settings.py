@@ -54,6 +54,33 @@ class Settings(BaseSettings):
         None, description="Redis URL of the shared tier; unset: no Redis tier."
     )
     model_path: Path | None = Field(None, description="HNDSR checkpoint; unset: the shipped one.")
+    model_uri: str | None = Field(
+        None,
+        description="Model to serve: a checkpoint path or an MLflow registry URI such as "
+        "`models:/hndsr@champion` (store: `MLFLOW_TRACKING_URI`); unset: HNDSR_MODEL_PATH.",
+    )
+    canary_model_uri: str | None = Field(
+        None, description="Challenger served to a share of the map (path or `models:/` URI)."
+    )
+    canary_fraction: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of the map's blocks the canary serves (0-1)."
+    )
+    canary_block_zoom_offset: int = Field(
+        4,
+        ge=0,
+        le=24,
+        description="A tile's canary block is its ancestor this many zooms up (z-4: 16x16 tiles).",
+    )
+    shadow_model_uri: str | None = Field(
+        None, description="Challenger that recomputes a sample of live SR tiles in the background."
+    )
+    shadow_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of live SR tiles the shadow model recomputes."
+    )
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token of `POST /admin/model/reload`; unset: no admin routes.",
+    )
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="Inference device.")
     sr_min_scale: float = Field(
         1.1, gt=1.0, description="At or below this scale tiles are plain TiTiler tiles."

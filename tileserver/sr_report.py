@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tileserver.canary import MODEL_ROLE
+
 
 @dataclass(frozen=True)
 class ZoomInfo:
@@ -46,6 +48,8 @@ class SRReport:
     scale: tuple[float, float] | None = None
     model: str | None = None
     zooms: dict[str, ZoomInfo] = field(default_factory=dict)
+    model_role: str = field(default_factory=MODEL_ROLE.get)
+    """The served model the request's tiles use (carried into rio-tiler's asset threads)."""
 
     def record(self, mode: str, scale: tuple[float, float], model: str) -> None:
         """Record the SR mode applied, the scale and the model version of the tile."""
