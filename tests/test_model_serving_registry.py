@@ -15,8 +15,6 @@ from tileserver.model_source import resolve_model_uri
 from tileserver.settings import Settings
 from tileserver.sr_backend import SRBackend
 
-
-
 UNREACHABLE = "sqlite:////nonexistent-folder/registry/mlflow.db"
 """A tracking URI no store answers at (the folder does not exist)."""
 
