@@ -1,6 +1,7 @@
 """Operator routes behind a bearer token: ``POST /admin/model/reload``.
 
-Mounted only when ``HNDSR_ADMIN_TOKEN`` is set (without it the route does not exist: 404).
+Mounted only when ``HNDSR_ADMIN_TOKEN`` is set; without it ``/admin/*`` answers 404 (not the
+web map mount at ``/``, which takes every other path).
 """
 
 from __future__ import annotations
@@ -48,7 +49,15 @@ async def reload_models(request: Request) -> JSONResponse:
     return JSONResponse({"models": results}, status_code=503 if failed else 200)
 
 
+absent = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+@absent.api_route("/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+async def no_admin_routes(rest: str) -> None:
+    """Without a token the admin routes do not exist (the web map mount would answer)."""
+    raise HTTPException(404, "Not Found")
+
+
 def include_admin_routes(app: FastAPI, token: str | None) -> None:
-    """Mount the admin routes when a token is configured."""
-    if token:
-        app.include_router(router)
+    """Mount the admin routes when a token is configured, else a 404 for ``/admin/*``."""
+    app.include_router(router if token else absent)
