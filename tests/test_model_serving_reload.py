@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from sr_engine.interface import regular_field
+from sr_engine.runtime import SRRuntime, UnknownModel
 from tests.apps.http import centre_tiles, tile_path
 from tests.apps.model_versions import Registry, stand_in
 from tests.apps.polling import wait_until
+from tests.apps.upscalers import TestUpscaler
 from tests.plugins.server import ServerPool
 
 APP = "tests.apps.versioned_app:create_app"
@@ -187,3 +191,29 @@ def test_without_a_token_there_is_no_reload_route(
     base = start(pool, registry, sample_scene, HNDSR_ADMIN_TOKEN="")
     response = httpx.post(f"{base}/admin/model/reload", timeout=30)
     assert response.status_code == 404
+
+
+def test_jobs_queued_before_a_switch_finish_on_the_old_version() -> None:
+    gate = threading.Event()
+    old, new = TestUpscaler(gate=gate), TestUpscaler()
+    new.version = "test-sr-2"
+    runtime = SRRuntime(old, max_batch=2, max_wait_ms=0)
+    runtime.start()
+    lr = np.full((3, 20, 20), 0.5, np.float32)
+    coords = regular_field(np.array([[2.0, 2.0]]), (2.0, 2.0), (32, 32))[0]
+    held = runtime.submit(lr, coords)
+    wait_until(old.entered.is_set, what="the old model's first call")
+    queued = [runtime.submit(lr, coords) for _ in range(3)]  # behind the held batch
+    runtime.add_model(new)
+    runtime.upscaler = new  # the switch
+    runtime.retire_model(old.version)
+    after = runtime.submit(lr, coords)
+    assert runtime.holds(old.version)  # its jobs are not done
+    gate.set()
+    for future in [held, *queued, after]:
+        future.result(timeout=30)
+    assert sum(size for size, _, _ in old.calls) == 4 and new.batch_sizes == [1]
+    wait_until(lambda: not runtime.holds(old.version), what="the old version dropped")
+    with pytest.raises(UnknownModel):
+        runtime.submit(lr, coords, model=old.version)
+    runtime.drain()
