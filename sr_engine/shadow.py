@@ -4,14 +4,19 @@ The shadow has its own thread and a small queue. A job is offered after its live
 served; it is dropped when the queue is full (``queue_full``), and the thread starts one only
 while the live runtime has no foreground work, dropping it once it has waited ``max_age_s``
 (``stale``). So the shadow never queues in front of a live tile and is the first work
-dropped under load. Results are compared with the served tile (PSNR) and go to the
-``hndsr_shadow_*`` metrics only: never cached, never returned.
+dropped under load. On Linux the thread runs at nice ``SHADOW_NICE`` (the CPU threads its
+model calls start inherit it), so a shadow call still running when live work arrives gets
+the CPU only when the live work leaves it, and after each call it rests ``rest_factor`` times
+as long (the shadow takes at most 1 / (1 + rest_factor) of the time; the rest of a 100%
+sample is dropped as stale). Results are compared with the served tile (PSNR) and go to
+the ``hndsr_shadow_*`` metrics only: never cached, never returned.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -30,12 +35,23 @@ IDLE_POLL_S = 0.002
 """How often a waiting shadow job checks whether the live runtime went idle."""
 IDENTICAL_PSNR_DB = 100.0
 """PSNR recorded for a shadow tile identical to the served one."""
+SHADOW_NICE = 19
+"""Scheduling niceness of the shadow thread (the lowest priority)."""
 
 
 def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR of two float arrays in [0, 1] (``IDENTICAL_PSNR_DB`` when equal)."""
     mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
     return IDENTICAL_PSNR_DB if mse == 0 else min(IDENTICAL_PSNR_DB, -10 * math.log10(mse))
+
+
+def lower_thread_priority(nice: int = SHADOW_NICE) -> None:
+    """Give the calling thread (and the threads it starts) the niceness ``nice`` (Linux: a
+    thread's own; elsewhere a no-op)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):  # not Linux, or not permitted
+        log.debug("cannot lower the shadow thread's priority")
 
 
 @dataclass
@@ -60,6 +76,7 @@ class ShadowRunner:
         *,
         queue_limit: int = 4,
         max_age_s: float = 2.0,
+        rest_factor: float = 3.0,
         device: DeviceConfig | None = None,
     ) -> None:
         self.upscaler = upscaler
@@ -67,6 +84,7 @@ class ShadowRunner:
         self.live = live
         self.queue_limit = queue_limit
         self.max_age_s = max_age_s
+        self.rest_factor = rest_factor
         self.device = device or device_config("cpu")
         self._jobs: deque[ShadowJob] = deque()
         self._cond = threading.Condition()
@@ -123,6 +141,7 @@ class ShadowRunner:
         return True
 
     def _work(self) -> None:
+        lower_thread_priority()
         while True:
             with self._cond:
                 while not self._jobs and not self._stopping:
@@ -131,7 +150,9 @@ class ShadowRunner:
                     return
                 job = self._jobs.popleft()
             if self._wait_for_idle_live(job):
-                self._run(job)
+                seconds = self._run(job)
+                with self._cond:  # rest (a stop ends it early)
+                    self._cond.wait_for(lambda: self._stopping, seconds * self.rest_factor)
             else:
                 SHADOW_DROPPED.labels("stale").inc()
 
@@ -143,7 +164,8 @@ class ShadowRunner:
             time.sleep(IDLE_POLL_S)
         return True
 
-    def _run(self, job: ShadowJob) -> None:
+    def _run(self, job: ShadowJob) -> float:
+        """Run one job and record it; returns the seconds it took."""
         upscaler = self.upscaler
         mode = job.mode if job.mode in upscaler.modes else upscaler.default_mode
         started = time.monotonic()
@@ -160,7 +182,9 @@ class ShadowRunner:
         except Exception:
             log.exception("shadow model %s failed", upscaler.version)
             SHADOW_DROPPED.labels("error").inc()
-            return
-        SHADOW_LATENCY.observe(time.monotonic() - started)
+            return time.monotonic() - started
+        seconds = time.monotonic() - started
+        SHADOW_LATENCY.observe(seconds)
         SHADOW_TILES.inc()
         SHADOW_PSNR.observe(psnr_db(out, job.served))
+        return seconds

@@ -97,10 +97,15 @@ def test_a_server_with_a_100_percent_shadow_reports_agreement_and_serves_the_cha
     for path in paths:  # one at a time: the live runtime is idle between tiles
         (response,) = get_many(base, [path])
         assert response.status_code == 200 and response.headers["x-sr-model"] == "champion-1"
-    wait_until(lambda: metric(base, "hndsr_shadow_tiles_total") >= 1, what="shadow tiles")
+    wait_until(
+        lambda: (
+            metric(base, "hndsr_shadow_tiles_total") + metric(base, "hndsr_shadow_dropped_total")
+            == len(paths)
+        ),
+        what="every offered shadow job computed or dropped",
+    )
     computed = metric(base, "hndsr_shadow_tiles_total")
-    dropped = metric(base, "hndsr_shadow_dropped_total")
-    assert computed + dropped == len(paths)
+    assert computed >= 1
     assert metric(base, "hndsr_shadow_psnr_db_count") == computed
     assert metric(base, "hndsr_shadow_psnr_db_bucket", le="100.0") == computed  # same pixels
     assert metric(base, "hndsr_shadow_latency_seconds_count") == computed
