@@ -40,12 +40,15 @@ MODEL_RELOADS = Counter(
 )
 
 SHADOW_TILES = Counter("hndsr_shadow_tiles_total", "Live SR tiles the shadow model recomputed.")
+SHADOW_DROP_REASONS = ("queue_full", "stale", "error")
 SHADOW_DROPPED = Counter(
     "hndsr_shadow_dropped_total",
     "Shadow jobs dropped (queue_full: offered under load; stale: live work never left room; "
     "error: the shadow model failed).",
     ["reason"],
 )
+for _reason in SHADOW_DROP_REASONS:  # samples at 0 from the start (dashboards, alerts)
+    SHADOW_DROPPED.labels(_reason)
 SHADOW_PSNR = Histogram(
     "hndsr_shadow_psnr_db",
     "Agreement of the shadow tile with the served tile (PSNR, dB; identical: 100).",

@@ -88,6 +88,7 @@ class SRRuntime:
         self.upscaler = upscaler
         """The default model (jobs that name no version); see ``add_model``."""
         self._models: dict[str, Upscaler] = {upscaler.version: upscaler}
+        SR_FAILED_TILES.labels(version=upscaler.version)  # a 0 sample per served version
         self._jobs_of: Counter[str] = Counter()
         """Queued or running jobs per model version."""
         self._retired: set[str] = set()
@@ -158,6 +159,7 @@ class SRRuntime:
         with self._cond:
             self._models[upscaler.version] = upscaler
             self._retired.discard(upscaler.version)
+        SR_FAILED_TILES.labels(version=upscaler.version)
 
     def retire_model(self, version: str) -> None:
         """Drop ``version`` once no queued or running job needs it (at once when idle)."""

@@ -146,9 +146,10 @@ class SRBackend:
         if CHAMPION in self.served:
             self._build_runtime(self.served[CHAMPION])
         for role, upscaler in self.served.items():
-            MODEL_INFO.labels(upscaler.version, upscaler.default_mode, self.device.name, role).set(
-                1
-            )
+            labels = (upscaler.version, upscaler.default_mode, self.device.name, role)
+            MODEL_INFO.labels(*labels).set(1)
+        for role in self.uris:  # samples at 0 from the start (the reload alert)
+            MODEL_RELOADS.labels(role, "error")
         MODEL_LOADED.set(1 if self.model is not None else 0)
         self.flights: SingleFlight[tuple[str, bool], np.ndarray] = SingleFlight()
         self._reload_lock = threading.Lock()
