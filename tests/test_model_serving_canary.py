@@ -99,3 +99,22 @@ def test_replicas_and_a_restart_serve_the_same_blocks_with_the_canary(
     assert [r.headers["x-sr-model"] for r in get_many(restarted, paths)] == expected
     ready = httpx.get(f"{restarted}/readyz", timeout=30).json()
     assert ready["model"]["roles"]["canary"]["version"] == "canary-1"
+
+
+def test_stac_asset_reads_use_the_canary_chosen_for_the_tile(
+    live_server, tmp_path: Path, sample_scene: Path
+) -> None:
+    env = {
+        "HNDSR_DATA_DIR": str(sample_scene),
+        "HNDSR_MODEL_URI": str(stand_in(tmp_path / "champion", "champion-1")),
+        "HNDSR_CANARY_MODEL_URI": str(stand_in(tmp_path / "canary", "canary-1")),
+        "HNDSR_CANARY_FRACTION": "1",  # every block
+    }
+    base = live_server(env, APP)
+    z, x, y = centre_tiles(14, 1)[0]
+    item = sample_scene / "landsat8" / "LC08_L1TP_224078_20200518_rgb8.json"
+    stac = f"/stac/tiles/WebMercatorQuad/{z}/{x}/{y}.png?url={item}&assets=visual&sr=fast"
+    cog = tile_path(sample_scene, z, x, y, sr="fast")
+    for response in get_many(base, [stac, cog]):  # STAC assets are read in rio-tiler threads
+        assert response.status_code == 200, response.text
+        assert response.headers["x-sr-model"] == "canary-1"
