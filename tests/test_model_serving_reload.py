@@ -122,10 +122,10 @@ def test_a_reload_under_load_fails_nothing_and_frees_the_old_model(
     release(registry, tmp_path / "v1", "stand-in-1", **card)
     base = start(pool, registry, sample_scene)
     pid = pool.processes[-1].pid
-    rss_before = rss_mb(pid)
     paths = [tile_path(sample_scene, *t, sr="fast") for t in centre_tiles(15, 160)]
     load = Load(base, paths)
     wait_until(lambda: len(load.results) >= 30, 120, "30 tiles before the reload")
+    rss_before = rss_mb(pid)  # warm: GDAL, PNG and the model's buffers under this load
 
     release(registry, tmp_path / "v2", "stand-in-2", **card)
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -150,6 +150,11 @@ def test_a_reload_under_load_fails_nothing_and_frees_the_old_model(
     again = httpx.get(base + next(r.path for r in results if r.model == "stand-in-1"), timeout=60)
     assert again.headers["x-sr-model"] == "stand-in-2" and again.headers["x-cache"] == "MISS"
     rss_after = rss_mb(pid)
+    models = [r.model for r in results]
+    print(
+        f"reload under load: {len(results)} tiles, {models.count('stand-in-1')} on v1, "
+        f"{models.count('stand-in-2')} on v2; RSS {rss_before:.0f} -> {rss_after:.0f} MiB"
+    )
     assert rss_after - rss_before < BALLAST_MB / 2, (rss_before, rss_after)
 
 
