@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = [tile_path(*t, sr="fast") for t in centre_tiles(args.zoom, args.tiles)]
     warm = [tile_path(*t, sr="fast") for t in centre_tiles(args.zoom + 1, 4)]
-    p95 = {"off": [], "on": []}
+    p95: dict[str, list[float]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory(prefix="hndsr-shadow-") as scratch:
         slow = slow_copy(Path(scratch), args.shadow_delay_ms / 1000)
         common = {"HNDSR_SR_LATENCY_BUDGET_MS": "0", "HNDSR_DEVICE": args.device}

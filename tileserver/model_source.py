@@ -92,7 +92,11 @@ def _download(name: str, alias: str | None, number: str | None, store: Path) -> 
         found = next(local.rglob(WEIGHTS_FILE), None) if local.is_dir() else None
         if found is None:
             raise ModelUnavailableError(f"version {version.version} has no {WEIGHTS_FILE}")
-        os.replace(found.parent, folder)
+        try:
+            os.replace(found.parent, folder)
+        except OSError:  # another worker process put the same version there first
+            if not (folder / WEIGHTS_FILE).is_file():
+                raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return str(version.version), folder
