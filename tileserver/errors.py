@@ -8,6 +8,7 @@ import logging
 import re
 
 from fastapi import FastAPI, Request
+from pyproj.exceptions import CRSError
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError, RasterioIOError
 from rio_tiler.errors import MaxArraySizeError, PointOutsideBounds, RioTilerError
@@ -88,6 +89,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     RecursionError: 400,  # a deeply nested expression
     MemoryError: 400,  # an allocation no limit foresaw (numpy's refusal, not the OOM killer)
     OverflowError: 400,  # a number in the request too large for GDAL or numpy
+    CRSError: 400,  # a CRS in the request (a body's tile matrix set, coord-crs) PROJ cannot parse
     SourceNotAllowedError: 403,
     DatasetNotFoundError: 404,
     RemoteTimeoutError: 504,
@@ -100,6 +102,7 @@ MESSAGES: dict[type[Exception], str] = {
     RecursionError: "expression too deeply nested",
     MemoryError: "the request needs more memory than the server allows: ask for fewer pixels",
     OverflowError: "a number in the request is out of range",
+    CRSError: "a coordinate reference system in the request is not valid",
 }
 
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
