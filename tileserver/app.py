@@ -165,6 +165,8 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         RenderGate,
         deadline_s=settings.render_deadline_s,
         capacity=settings.render_threads + settings.render_queue,
+        threads=settings.render_threads,
+        queue_wait_s=settings.render_queue_wait_s,
     )
     app.add_middleware(SRReportMiddleware)
     if settings.rate_limit_per_minute > 0:  # behind the tile cache: hits never count

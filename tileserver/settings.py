@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Dataset requests waiting for a render thread before new ones get 503.",
     )
+    render_queue_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="Longest expected wait for a render thread before a new dataset request "
+        "gets 503 at once (queue depth x the requests' running time); 0: only the render queue "
+        "bound applies.",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated API keys; empty: no key needed (the embedded default).",
