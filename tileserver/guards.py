@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import math
@@ -100,8 +101,9 @@ class RenderGate:
 
     The wait is estimated from the queue depth: a request with ``n`` requests ahead of it
     beyond the threads waits about ``n / threads`` running times (an EWMA of the dataset
-    requests' durations). A request that finds a thread free is always admitted, so the
-    estimate cannot refuse an idle server.
+    requests' durations; before the first has finished, the age of the oldest in flight, a
+    lower bound). A request that finds a thread free is always admitted, so the estimate
+    cannot refuse an idle server.
 
     A request past its deadline is abandoned, not interrupted: its worker thread finishes
     the read in the background and still counts against ``capacity`` until it does, so
@@ -123,16 +125,26 @@ class RenderGate:
         self.threads = threads or capacity
         self.queue_wait_s = queue_wait_s
         self.prefixes = tuple(prefixes)
-        self.in_flight = 0
         self.running_s: float | None = None
         """EWMA of the dataset requests' durations (None until one finished)."""
+        self._started: dict[int, float] = {}
+        """Start time of each request in flight, oldest first."""
+        self._tokens = itertools.count()
+
+    @property
+    def in_flight(self) -> int:
+        """Dataset requests admitted and not finished (abandoned ones included)."""
+        return len(self._started)
 
     def expected_queue_wait(self) -> float:
         """Seconds a dataset request arriving now is expected to wait for a render thread."""
         ahead = self.in_flight + 1 - self.threads
-        if ahead <= 0 or self.running_s is None:
+        if ahead <= 0:
             return 0.0
-        return ahead / self.threads * self.running_s
+        running = self.running_s
+        if running is None:
+            running = time.monotonic() - next(iter(self._started.values()))
+        return ahead / self.threads * running
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
@@ -161,9 +173,10 @@ class RenderGate:
                 started = True
             await send(message)
 
-        self.in_flight += 1
+        token = next(self._tokens)
+        self._started[token] = time.monotonic()
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        task.add_done_callback(functools.partial(self._finished, time.monotonic()))
+        task.add_done_callback(functools.partial(self._finished, token))
         try:
             await asyncio.wait_for(asyncio.shield(task), self.deadline_s)
         except TimeoutError:
@@ -182,9 +195,8 @@ class RenderGate:
                 "(setting HNDSR_RENDER_DEADLINE_S)",
             )
 
-    def _finished(self, started: float, task: asyncio.Future) -> None:
-        self.in_flight -= 1
-        elapsed = time.monotonic() - started
+    def _finished(self, token: int, task: asyncio.Future) -> None:
+        elapsed = time.monotonic() - self._started.pop(token)
         previous = self.running_s
         self.running_s = (
             elapsed if previous is None else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * elapsed
