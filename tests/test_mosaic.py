@@ -69,6 +69,16 @@ def server(mosaic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     pool.close()
 
 
+@pytest.fixture(scope="module")
+def conv_server(mosaic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose model is the random deep conv stand-in (receptive field 6 LR px)."""
+    pool = ServerPool(tmp_path_factory.mktemp("mosaic-conv-server"))
+    yield pool.start(
+        {"HNDSR_DATA_DIR": str(mosaic_data)}, app="tests.test_server_seams:create_conv_app"
+    )
+    pool.close()
+
+
 def boundary_tile(data: Path, z: int) -> morecantile.Tile:
     """The tile at zoom z whose centre column is nearest to the COG boundary."""
     with rasterio.open(data / "scene.tif") as scene:
@@ -124,21 +134,22 @@ def test_mosaic_sr_tile_across_the_boundary_is_served_from_both_cogs(server, mos
     assert np.abs(image[..., :3] - native[..., :3]).mean() < 20  # the same picture
 
 
-@pytest.mark.xfail(
-    reason="each COG of a mosaic is super-resolved alone (TiTiler's per-dataset reads): its "
-    "halo at the boundary lacks the neighbour's pixels, its SR mask stops about 1 LR px short "
-    "of its edge, and the LR grid's pixel size comes from each COG's own extent. Measured on "
-    "the TMS-grid reader: a 4-5 px transparent gap along the boundary and up to 15 DN off "
-    "the uncut scene's tile",
-    strict=False,
+@pytest.mark.parametrize(
+    ("server_fixture", "sr"),
+    [("server", "bicubic"), ("conv_server", "fast")],
+    ids=["bicubic", "conv"],
 )
-def test_mosaic_sr_tile_equals_the_uncut_scenes_tile(server, mosaic_data):
+def test_mosaic_sr_tile_equals_the_uncut_scenes_tile(server_fixture, sr, mosaic_data, request):
+    """Both COGs are read as one window before the upscaler runs: the tile across their
+    boundary is the uncut scene's (per-COG SR left 4 DN with bicubic's 2 px halo)."""
+    server = request.getfixturevalue(server_fixture)
     tile = boundary_tile(mosaic_data, SR_ZOOM)
-    mosaic = get_tile(server, "mosaicjson", mosaic_data / "area.mosaic.json", tile, "bicubic")[1]
-    whole = get_tile(server, "cog", mosaic_data / "scene.tif", tile, "bicubic")[1]
+    response, mosaic = get_tile(server, "mosaicjson", mosaic_data / "area.mosaic.json", tile, sr)
+    assert response.headers["x-sr-mode"] == sr
+    whole = get_tile(server, "cog", mosaic_data / "scene.tif", tile, sr)[1]
     gap = int((mosaic[..., 3] != whole[..., 3]).sum())
     diff = np.abs(mosaic[..., :3] - whole[..., :3])[mosaic[..., 3] == 255].max()
-    print(f"mosaic vs uncut scene across the COG boundary: {gap} px gap, {diff} DN")
+    print(f"{sr}: mosaic vs uncut scene across the COG boundary: {gap} px gap, {diff} DN")
     assert gap == 0 and diff <= 2
 
 
