@@ -25,6 +25,7 @@ from rasterio.windows import Window
 
 from cogs.cog import write_cog
 from tests.plugins.server import REPO_ROOT, ServerPool
+from tileserver.mosaic_sr import SourceGrid
 
 SCENE = "landsat8/LC08_L1TP_224078_20200518_rgb8.tif"
 BOUNDARY_COL, TOP_ROW, HEIGHT, WIDTH = 1000, 500, 800, 500
@@ -33,9 +34,11 @@ WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 SR_ZOOM = 14  # scale ~3.5 at 256 px
 
 
-def cut(scene: rasterio.DatasetReader, col0: int, path: Path) -> None:
+def cut(scene: rasterio.DatasetReader, col0: int, path: Path, shift_px: float = 0.0) -> None:
+    """Scene columns ``col0..col0 + WIDTH``, georeferenced ``shift_px`` pixels east."""
     window = Window(col0, TOP_ROW, WIDTH, HEIGHT)
-    profile = {"crs": scene.crs, "transform": scene.window_transform(window)}
+    transform = scene.window_transform(window)
+    profile = {"crs": scene.crs, "transform": transform * transform.translation(shift_px, 0)}
     rgb = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
     write_cog(scene.read(window=window), profile, path, colorinterp=rgb)
 
@@ -151,6 +154,38 @@ def test_mosaic_sr_tile_equals_the_uncut_scenes_tile(server_fixture, sr, mosaic_
     diff = np.abs(mosaic[..., :3] - whole[..., :3])[mosaic[..., 3] == 255].max()
     print(f"{sr}: mosaic vs uncut scene across the COG boundary: {gap} px gap, {diff} DN")
     assert gap == 0 and diff <= 2
+
+
+def test_source_grids_match_only_a_whole_pixel_apart(mosaic_data, tmp_path):
+    with rasterio.open(mosaic_data / "scene.tif") as scene:
+        cut(scene, BOUNDARY_COL, tmp_path / "shifted.tif", shift_px=0.5)
+    grids = {}
+    for name, path in [
+        ("west", mosaic_data / "cogs" / "west.tif"),
+        ("east", mosaic_data / "cogs" / "east.tif"),
+        ("shifted", tmp_path / "shifted.tif"),
+    ]:
+        with rasterio.open(path) as dataset:
+            grids[name] = SourceGrid.of(dataset)
+    assert grids["west"].offset_of(grids["east"]) == (WIDTH, 0)
+    assert grids["east"].offset_of(grids["west"]) == (-WIDTH, 0)
+    assert grids["west"].offset_of(grids["shifted"]) is None
+
+
+def test_cogs_on_different_grids_fall_back_to_per_cog_sr(server, mosaic_data):
+    """East georeferenced half a pixel off west's grid: no single window; each COG is
+    super-resolved alone, as titiler.mosaic does, and the tile is still served."""
+    shifted = mosaic_data / "shifted"
+    (shifted / "cogs").mkdir(parents=True)
+    shutil.copy(mosaic_data / "cogs" / "west.tif", shifted / "cogs" / "west.tif")
+    with rasterio.open(mosaic_data / "scene.tif") as scene:
+        cut(scene, BOUNDARY_COL, shifted / "cogs" / "east.tif", shift_px=0.5)
+    document = shifted / "shifted.json"
+    assert run_cli("mosaic", "create", str(document), str(shifted / "cogs")).returncode == 0
+    tile = boundary_tile(mosaic_data, SR_ZOOM)
+    response, image = get_tile(server, "mosaicjson", document, tile, "bicubic")
+    assert response.headers["x-sr-mode"] == "bicubic"
+    assert image[:, :64, 3].all() and image[:, -64:, 3].all(), "both COGs fill their side"
 
 
 def test_a_mosaic_outside_the_allowlist_is_403(server, sample_scene):
