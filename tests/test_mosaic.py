@@ -156,6 +156,31 @@ def test_mosaic_sr_tile_equals_the_uncut_scenes_tile(server_fixture, sr, mosaic_
     assert gap == 0 and diff <= 2
 
 
+def test_mosaic_tiles_past_the_max_scale_have_no_seams_across_the_boundary(server, mosaic_data):
+    """Past ``sr_max_scale`` (z17, scale ~28): four 256-px tiles on the boundary, stitched,
+    equal the one 512-px tile of their parent; all share the mosaic's intermediate grid."""
+    parent = boundary_tile(mosaic_data, 16)
+    url = mosaic_data / "area.mosaic.json"
+    response = httpx.get(
+        f"{server}/mosaicjson/tiles/WebMercatorQuad/16/{parent.x}/{parent.y}.png",
+        params={"url": str(url), "sr": "bicubic", "tilesize": 512},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    big = np.asarray(Image.open(io.BytesIO(response.content))).astype(int)
+    stitched = np.zeros_like(big)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            child = morecantile.Tile(2 * parent.x + dx, 2 * parent.y + dy, 17)
+            response, image = get_tile(server, "mosaicjson", url, child, "bicubic")
+            assert float(response.headers["x-sr-scale"]) > 8
+            stitched[dy * 256 : (dy + 1) * 256, dx * 256 : (dx + 1) * 256] = image
+    assert (big[..., 3] == 255).all() and (stitched[..., 3] == 255).all()
+    worst = int(np.abs(stitched[..., :3] - big[..., :3]).max())
+    print(f"z17 tiles across the COG boundary vs their z16 parent at 512 px: {worst} DN")
+    assert worst <= 2
+
+
 def test_source_grids_match_only_a_whole_pixel_apart(mosaic_data, tmp_path):
     with rasterio.open(mosaic_data / "scene.tif") as scene:
         cut(scene, BOUNDARY_COL, tmp_path / "shifted.tif", shift_px=0.5)
