@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -271,3 +272,34 @@ def test_prewarm_of_a_mosaic_fills_the_cache_the_server_answers_from(
         t for t in plan_tiles(WEB_MERCATOR, dataset_bounds(source), [14]) if t not in whole
     )
     assert httpx.get(server + source.path(uncovered), timeout=120).status_code == 204
+
+
+def test_prewarm_of_a_mosaic_over_http(mosaic_dir: Path, tmp_path: Path, remote_http) -> None:
+    """A MosaicJSON at an http:// URL (nginx on 127.0.0.1) naming http:// COGs, written by
+    ``mosaic create`` from the URLs: planned from the remote document, every tile computed
+    through the allowlist."""
+    cogs = f"{remote_http.nginx.url}/cogs"
+    for name in ("west.tif", "east.tif"):
+        shutil.copy(mosaic_dir / "cogs" / name, remote_http.root / "cogs" / name)
+    document = remote_http.root / "cogs" / "area.mosaic.json"
+    created = cli("mosaic", "create", str(document), f"{cogs}/west.tif", f"{cogs}/east.tif", env={})
+    assert created.returncode == 0, created.stderr
+    lon0, lat0, lon1, lat1 = json.loads(document.read_text())["bounds"]
+    lon, lat = (lon0 + lon1) / 2, (lat0 + lat1) / 2
+    bbox = f"{lon - 0.01},{lat - 0.01},{lon + 0.01},{lat + 0.01}"
+    env = {
+        "HNDSR_DATA_DIR": str(tmp_path / "data"),
+        "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
+        "HNDSR_ALLOWED_SOURCES": f"{cogs}/",
+    }
+    args = ["prewarm", f"{cogs}/area.mosaic.json", "--zoom", "14", "--bbox", bbox]
+    args += ["--sr", "fast", "--app", TEST_APP, "--progress-file", str(tmp_path / "progress")]
+    run = cli(*args, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    total = int(run.stdout.split()[0])
+    assert total >= 2 and f"done {total}, skipped 0, failed 0" in run.stdout
+    outside = {**env, "HNDSR_ALLOWED_SOURCES": f"{remote_http.nginx.url}/other/"}
+    refused = cli(*args, env={**outside, "HNDSR_CACHE_DIR": str(tmp_path / "cache-2")})
+    assert (
+        refused.returncode == 1 and f"failed {total} (statuses {{403: {total}}})" in refused.stdout
+    )
