@@ -289,7 +289,8 @@ class SRReader(Reader):
         return super().read(*args, **kwargs)
 
     def super_resolves(self, tile_x: int, tile_y: int, tile_z: int, tilesize: int | None) -> bool:
-        """Whether ``tile`` super-resolves this tile (rather than returning rio-tiler's)."""
+        """Whether ``tile(tile_x, tile_y, tile_z, tilesize)`` super-resolves (rather than
+        returning rio-tiler's tile)."""
         size = tilesize or self.tms.matrix(tile_z).tileWidth
         frame = tile_frame(self.tms, tile_x, tile_y, tile_z, size)
         return self._should_super_resolve(
