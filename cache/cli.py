@@ -33,8 +33,10 @@ from cache.prewarm import (
     app_client,
     dataset_bounds,
     load_geojson,
+    mosaic_covered,
     plan_tiles,
     run_prewarm,
+    source_endpoint,
 )
 from cache.prewarm_queue import DEFAULT_STREAM, Worker, enqueue, worker_client
 from cache.purge import PurgeFilter, purge_disk, purge_redis
@@ -98,17 +100,20 @@ def plan_prewarm(
     bbox: str | None = None,
     geojson: Path | None = None,
 ) -> list[morecantile.Tile]:
-    """The tiles to pre-warm: ``source``'s footprint (or ``bbox`` / ``geojson``) at ``zoom``."""
+    """The tiles to pre-warm: ``source``'s footprint (or ``bbox`` / ``geojson``) at ``zoom``;
+    of a mosaic, those that one of its COGs covers."""
     area = tuple(float(v) for v in bbox.split(",")) if bbox else None
-    return list(
+    tms = morecantile.tms.get(source.tms)
+    tiles = list(
         plan_tiles(
-            morecantile.tms.get(source.tms),
+            tms,
             dataset_bounds(source),
             _zooms(zoom),
             bbox=area,  # type: ignore[arg-type]
             geometries=load_geojson(geojson) if geojson else None,
         )
     )
+    return mosaic_covered(source.url, tms, tiles) if source.endpoint == "mosaicjson" else tiles
 
 
 def prewarm_local(
@@ -151,9 +156,10 @@ def prewarm_local(
 
 
 def prewarm(
-    url: str = typer.Argument(..., help="Dataset URL/path, or a STAC item (with --stac)."),
+    url: str = typer.Argument(..., help="Dataset URL/path, a STAC item or a MosaicJSON."),
     zoom: str = typer.Option(..., help="Zoom range, e.g. 12-16."),
-    stac: bool = typer.Option(False, help="URL is a STAC item (default for *.json)."),
+    stac: bool = typer.Option(False, help="URL is a STAC item (default for other *.json)."),
+    mosaic: bool = typer.Option(False, help="URL is a MosaicJSON (default for *.mosaic.json)."),
     assets: list[str] = typer.Option([], help="STAC assets (repeat)."),
     bbox: str | None = typer.Option(None, help="west,south,east,north (lon/lat)."),
     geojson: Path | None = typer.Option(None, help="GeoJSON area (default: footprint)."),
@@ -176,7 +182,7 @@ def prewarm(
     extra += [("assets", a) for a in assets]
     source = TileSource(
         url=url,
-        endpoint="stac" if stac or url.endswith(".json") else "cog",
+        endpoint=source_endpoint(url, stac, mosaic),
         tms=tms,
         sr=sr,
         fmt=fmt,

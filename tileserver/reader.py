@@ -288,6 +288,15 @@ class SRReader(Reader):
         self.sr_config.read_limits.check_source(dataset, window, out)
         return super().read(*args, **kwargs)
 
+    def super_resolves(self, tile_x: int, tile_y: int, tile_z: int, tilesize: int | None) -> bool:
+        """Whether ``tile(tile_x, tile_y, tile_z, tilesize)`` super-resolves (rather than
+        returning rio-tiler's tile)."""
+        size = tilesize or self.tms.matrix(tile_z).tileWidth
+        frame = tile_frame(self.tms, tile_x, tile_y, tile_z, size)
+        return self._should_super_resolve(
+            (self.grid.res_x / frame.res_x, self.grid.res_y / frame.res_y)
+        )
+
     def _should_super_resolve(self, scale: tuple[float, float]) -> bool:
         if self.sr_mode == "off" or max(scale) <= self.sr_config.min_scale:
             return False
@@ -357,7 +366,7 @@ class SRReader(Reader):
         limits.check_output(frame.width, frame.height)
         limits.check_source(dataset, (window.width, window.height), (window.width, window.height))
         nodata = read_options.get("nodata")
-        values = dataset.read(bands, window=window, boundless=True, masked=True)
+        values = self._read_window(bands, window)
         mask = np.asarray(np.ma.getmaskarray(values).any(axis=0))
         if nodata is not None:
             mask |= (values.data == nodata).any(axis=0)
@@ -377,6 +386,11 @@ class SRReader(Reader):
         normalized = ((values.data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
         normalized = np.clip(_fill_masked(normalized, valid), 0.0, 1.0)
         return normalized, coords, _sample_mask(valid, coords), img
+
+    def _read_window(self, bands: list[int], window: Window) -> np.ma.MaskedArray:
+        """``bands`` of the source window, unwarped and masked (outside the source: masked)."""
+        dataset: Any = self.dataset
+        return dataset.read(bands, window=window, boundless=True, masked=True)
 
     def _to_image(
         self, hr: np.ndarray, valid: np.ndarray, frame: Frame, meta: ImageData
