@@ -23,7 +23,8 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from rio_tiler.models import ImageData
 
-from tileserver.reader import DatasetProfile, SRReader
+from tileserver.profiles import DatasetProfile
+from tileserver.reader import SRReader
 from tileserver.tile_geometry import Grid
 
 GRID_TOLERANCE_PX = 1e-4

@@ -14,9 +14,6 @@ at exact coordinates.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -24,7 +21,6 @@ from typing import Any
 import attr
 import numpy as np
 import pystac
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import InvalidBufferSize, TileOutsideBounds
@@ -38,6 +34,7 @@ from scipy import ndimage
 from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.interface import regular_field
 from tileserver.limits import ReadLimits, clipped_part, dataset_window, output_size
+from tileserver.profiles import DatasetProfile, ProfileCache
 from tileserver.security import Allowlist
 from tileserver.sr_backend import SRBackend
 from tileserver.sr_report import SRReport, ZoomInfo, current_report
@@ -54,9 +51,6 @@ from tileserver.tile_geometry import (
     window_frame,
 )
 
-CATEGORICAL_MAX_CLASSES = 32
-"""A 1-band integer raster with at most this many distinct values is treated as classes."""
-
 
 @dataclass(frozen=True)
 class SRConfig:
@@ -67,76 +61,8 @@ class SRConfig:
     backend: SRBackend
     allowlist: Allowlist
     read_limits: ReadLimits = field(default_factory=ReadLimits)
-
-
-@dataclass(frozen=True)
-class DatasetProfile:
-    """Dataset-level facts: per-band value range for normalization, and its kind."""
-
-    band_min: np.ndarray
-    band_max: np.ndarray
-    categorical: bool
-    continuous_single_band: bool
-
-
-_profiles: OrderedDict[tuple, DatasetProfile] = OrderedDict()
-_profiles_lock = threading.Lock()
-_PROFILE_CACHE_SIZE = 256
-
-
-def _profile_key(reader: Reader) -> tuple:
-    path = str(reader.input)
-    try:
-        stat = os.stat(path)
-        return (path, stat.st_mtime_ns, stat.st_size)
-    except OSError:  # remote: its ETag (a replaced object gets a new profile)
-        config = getattr(reader, "sr_config", None)
-        return (path, config.allowlist.remote_version(path) if config else "")
-
-
-def dataset_profile(reader: Reader) -> DatasetProfile:
-    """The (cached) profile of the reader's dataset, from band tags or a decimated read."""
-    key = _profile_key(reader)
-    with _profiles_lock:
-        if key in _profiles:
-            _profiles.move_to_end(key)
-            return _profiles[key]
-    profile = _compute_profile(reader)
-    with _profiles_lock:
-        _profiles[key] = profile
-        while len(_profiles) > _PROFILE_CACHE_SIZE:
-            _profiles.popitem(last=False)
-    return profile
-
-
-def _compute_profile(reader: Reader) -> DatasetProfile:
-    dataset: Any = reader.dataset
-    dtype = np.dtype(dataset.dtypes[0])
-    count = dataset.count
-    factor = max(1.0, max(dataset.width, dataset.height) / 512)
-    shape = (count, max(1, int(dataset.height / factor)), max(1, int(dataset.width / factor)))
-    sample = dataset.read(out_shape=shape, resampling=Resampling.nearest, masked=True)
-    valid = sample.compressed() if count == 1 else None
-    if dtype == np.uint8:
-        lo, hi = np.zeros(count), np.full(count, 255.0)
-    else:
-        tags = [dataset.tags(i) for i in range(1, count + 1)]
-        if all("STATISTICS_MINIMUM" in t and "STATISTICS_MAXIMUM" in t for t in tags):
-            lo = np.array([float(t["STATISTICS_MINIMUM"]) for t in tags])
-            hi = np.array([float(t["STATISTICS_MAXIMUM"]) for t in tags])
-        else:
-            flat = sample.reshape(count, -1)
-            lo = np.array([float(b.min()) if b.count() else 0.0 for b in flat])
-            hi = np.array([float(b.max()) if b.count() else 1.0 for b in flat])
-    hi = np.where(hi > lo, hi, lo + 1.0)
-    integer = np.issubdtype(dtype, np.integer)
-    few_values = valid is not None and len(np.unique(valid)) <= CATEGORICAL_MAX_CLASSES
-    return DatasetProfile(
-        band_min=lo,
-        band_max=hi,
-        categorical=bool(reader.colormap) or (count == 1 and integer and few_values),
-        continuous_single_band=count == 1 and not integer,
-    )
+    profiles: ProfileCache = field(default_factory=ProfileCache)
+    """The application's dataset profiles (normalization range, kind)."""
 
 
 def _fill_masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -197,7 +123,7 @@ class SRReader(Reader):
     @cached_property
     def profile(self) -> DatasetProfile:
         """The dataset's profile, looked up once per reader (the cache key stats the file)."""
-        return dataset_profile(self)
+        return self.sr_config.profiles.get(self, self.sr_config.allowlist.remote_version)
 
     def _band_range(self, band_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per-band (min, max) of the named bands (``b1``...), shaped (C, 1, 1)."""
