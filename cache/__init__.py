@@ -9,7 +9,7 @@ from cache.asgi import TileCache, TileCacheMiddleware
 from cache.fast_path import HitFastPath, Replica, cors_replica
 from cache.recompute import BACKGROUND_RECOMPUTE
 from cache.singleflight import SingleFlight
-from cache.tiered import DEFAULT_CACHE_DIR
+from cache.tiered import DEFAULT_CACHE_DIR, build_tiered_cache
 
 __all__ = [
     "BACKGROUND_RECOMPUTE",
@@ -19,5 +19,6 @@ __all__ = [
     "SingleFlight",
     "TileCache",
     "TileCacheMiddleware",
+    "build_tiered_cache",
     "cors_replica",
 ]

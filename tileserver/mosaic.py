@@ -6,13 +6,13 @@ before it opens; the advertised maxzoom is the SR maxzoom of the mosaic's COGs."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any  # noqa: F401 (SRParams' annotations resolve here)
+from typing import Any, ClassVar
 
 import attr
 from cogeo_mosaic.backends.base import MosaicJSONBackend
 from cogeo_mosaic.errors import MosaicAuthError, MosaicError, MosaicNotFoundError
 from cogeo_mosaic.mosaic import MosaicJSON
-from fastapi import FastAPI, Query, Request  # noqa: F401
+from fastapi import FastAPI
 from morecantile import TileMatrixSets
 from titiler.core.dependencies import DefaultDependency
 from titiler.core.errors import add_exception_handlers
@@ -20,10 +20,10 @@ from titiler.mosaic.errors import MOSAIC_STATUS_CODES
 from titiler.mosaic.extensions.mosaicjson import MosaicJSONExtension
 from titiler.mosaic.factory import MosaicTilerFactory
 
-from tileserver.dependencies import SRMode, SRParams, allowed_url  # noqa: F401
+from tileserver.dependencies import allowed_path, sr_params_for
 from tileserver.factories import SRTileJSONExtension
 from tileserver.reader import SRConfig, SRReader
-from tileserver.sr_report import current_report
+from tileserver.sr_zooms import ZoomInfo
 from tileserver.wmts import SRMosaicWMTSExtension
 
 
@@ -51,11 +51,13 @@ class AllowlistedMosaicBackend(MosaicJSONBackend):
         """Read the document, then raise maxzoom to the SR zooms of its COGs."""
         user_maxzoom = self.maxzoom
         super().__attrs_post_init__()
+        self.zoom_info: ZoomInfo | None = None
         if user_maxzoom is None and self.mosaic_def.tiles:
             first = next(iter(self.mosaic_def.tiles.values()))[0]
             asset = (self.mosaic_def.asset_prefix or "") + first
             with self.reader(asset, tms=self.tms, **self.reader_options) as src:
                 self.maxzoom = max(self.maxzoom, src.maxzoom)
+                self.zoom_info = src.zoom_info
 
     def _read(self) -> MosaicJSON:
         """The mosaic document, fetched through the allowlist."""
@@ -69,27 +71,25 @@ class AllowlistedMosaicBackend(MosaicJSONBackend):
 
 @dataclass
 class MosaicBackendParams(DefaultDependency):
-    """Backend options: the app's SR configuration (its allowlist)."""
+    """Backend options: the SR configuration the class is bound to (its allowlist)."""
 
-    request: Request = None  # type: ignore[assignment]
+    sr_config: ClassVar[SRConfig]
 
     def as_dict(self, exclude_none: bool = True) -> dict:
         """``sr_config`` for ``AllowlistedMosaicBackend``."""
-        return {"sr_config": self.request.app.state.sr_config}
+        return {"sr_config": self.sr_config}
 
 
-@dataclass
-class MosaicSRParams(SRParams):
-    """``SRParams`` plus the request's report: the mosaic reads its COGs in threads."""
-
-    def as_dict(self, exclude_none: bool = True) -> dict:
-        """Reader options of every COG of the mosaic."""
-        return {**super().as_dict(exclude_none), "sr_report": current_report()}
+def mosaic_backend_params_for(config: SRConfig) -> type[MosaicBackendParams]:
+    """``MosaicBackendParams`` bound to an app's SR configuration (``backend_dependency``)."""
+    bound = {"sr_config": config, "__module__": __name__}
+    return type("MosaicBackendParams", (MosaicBackendParams,), bound)
 
 
 def include_mosaic_routes(
     app: FastAPI,
     wmts_tms: TileMatrixSets,
+    sr_config: SRConfig,
     router_options: dict[str, Any] | None = None,
     **factory_options: Any,
 ) -> MosaicTilerFactory:
@@ -97,10 +97,11 @@ def include_mosaic_routes(
     ``router_options`` go to ``include_router`` (the request checks of the other routes)."""
     mosaic = MosaicTilerFactory(
         backend=AllowlistedMosaicBackend,  # type: ignore[arg-type]
-        backend_dependency=MosaicBackendParams,
+        backend_dependency=mosaic_backend_params_for(sr_config),
         dataset_reader=MosaicAssetReader,
-        reader_dependency=MosaicSRParams,
-        path_dependency=allowed_url,
+        # the mosaic reads its COGs in threads: the readers get the request's SR report
+        reader_dependency=sr_params_for(sr_config, pass_report=True),
+        path_dependency=allowed_path(sr_config.allowlist),
         router_prefix="/mosaicjson",
         extensions=[
             MosaicJSONExtension(),
