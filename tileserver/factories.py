@@ -49,6 +49,20 @@ class SRStacRenderExtension(stacRenderExtension):
         super().register(FactoryView(factory, reader=reader))  # type: ignore[arg-type]
 
 
+KEPT_ROUTE_OPTIONS = (
+    "methods",
+    "name",
+    "response_model",
+    "response_class",
+    "responses",
+    "response_model_exclude_none",
+    "operation_id",
+    "openapi_extra",
+    "dependencies",
+)
+"""What a replaced route keeps of the one TiTiler registered (the OpenAPI stays the same)."""
+
+
 def replace_endpoint(
     factory: BaseFactory, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
 ) -> None:
@@ -56,19 +70,8 @@ def replace_endpoint(
     ``wrap(endpoint)`` (the wrapper keeps the endpoint's signature: ``functools.wraps``)."""
     for index, route in enumerate(factory.router.routes):
         if isinstance(route, APIRoute) and route.name == name:
-            factory.router.routes[index] = APIRoute(
-                route.path,
-                wrap(route.endpoint),
-                methods=list(route.methods or ["GET"]),
-                name=route.name,
-                response_model=route.response_model,
-                response_class=route.response_class,
-                responses=route.responses,
-                response_model_exclude_none=route.response_model_exclude_none,
-                operation_id=route.operation_id,
-                openapi_extra=route.openapi_extra,
-                dependencies=route.dependencies,
-            )
+            options = {option: getattr(route, option) for option in KEPT_ROUTE_OPTIONS}
+            factory.router.routes[index] = APIRoute(route.path, wrap(route.endpoint), **options)
 
 
 def source_zoom_info(

@@ -47,11 +47,14 @@ def wait_until_up(
 ) -> None:
     """Poll ``url`` until ``started()`` and an answer that ``accept`` takes; raise with the
     end of ``log`` if the process exits first or ``timeout_s`` passes."""
+
+    def log_end() -> str:
+        return log.read_text(errors="replace")[-4000:] if log.exists() else ""
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            text = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{text}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{log_end()}")
         if started():
             try:
                 if accept(httpx.get(url, timeout=5.0)):
@@ -59,7 +62,7 @@ def wait_until_up(
             except httpx.TransportError:
                 pass
         time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+    raise RuntimeError(f"{url} not ready after {timeout_s} s:\n{log_end()}")
 
 
 def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, wait_s: float = 10) -> None:
