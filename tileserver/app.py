@@ -27,7 +27,7 @@ from cache import (
 )
 from sr_engine import Upscaler
 from tileserver.auth import install_api_keys
-from tileserver.dependencies import allowed_path, check_tile_index, sr_params_for
+from tileserver.dependencies import allowed_path, sr_params_for, tile_index_check
 from tileserver.errors import ERROR_RESPONSES, install_error_handlers
 from tileserver.factories import SRStacRenderExtension, SRTileJSONExtension
 from tileserver.guards import BodySizeLimit, RenderGate, limit_render_threads
@@ -83,7 +83,6 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.supported_tms = SUPPORTED_TMS
     app.state.sr_config = SRConfig(
         min_scale=settings.sr_min_scale,
         max_scale=settings.sr_max_scale,
@@ -102,7 +101,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         "path_dependency": allowed_path(allowlist),
         "reader_dependency": sr_params_for(sr_config),
         "supported_tms": SUPPORTED_TMS,
-        "route_dependencies": [(TILE_ROUTES, [Depends(check_tile_index)])],
+        "route_dependencies": [(TILE_ROUTES, [Depends(tile_index_check(SUPPORTED_TMS))])],
         "add_ogc_maps": True,
         **LIMITED_DEPENDENCIES,
     }

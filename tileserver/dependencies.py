@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the ``sr`` reader options, the allowlisted dataset path, tile indices."""
+"""FastAPI dependencies: the ``sr`` reader options, the allowlisted dataset path, tile
+indices; each bound to the app's services when the factories are built."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
 from fastapi import Path, Query, Request
-from morecantile import TileMatrixSet
+from morecantile import TileMatrixSet, TileMatrixSets
 from rio_tiler.errors import TileOutsideBounds
 from titiler.core.dependencies import DefaultDependency
 
@@ -78,21 +79,25 @@ def allowed_path(allowlist: Allowlist) -> Callable[..., str]:
     return allowed_url
 
 
-def check_tile_index(
-    request: Request,
-    tileMatrixSetId: Annotated[str, Path()],
-    z: Annotated[int, Path()],
-    x: Annotated[int, Path()],
-    y: Annotated[int, Path()],
-) -> None:
-    """404 for z/x/y outside the TileMatrixSet (as TiTiler answers), before anything opens."""
-    tms_set = request.app.state.supported_tms
-    if tileMatrixSetId not in tms_set.list():
-        return  # the route's own validation answers 422
-    tms: TileMatrixSet = tms_set.get(tileMatrixSetId)
-    inside = tms.minzoom <= z <= tms.maxzoom
-    if inside:
-        matrix = tms.matrix(z)
-        inside = 0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight
-    if not inside:
-        raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
+def tile_index_check(tms_set: TileMatrixSets) -> Callable[..., None]:
+    """A tile route dependency over the factory's ``tms_set``: 404 for z/x/y outside the
+    TileMatrixSet (as TiTiler answers), before anything opens."""
+
+    def check_tile_index(
+        tileMatrixSetId: Annotated[str, Path()],
+        z: Annotated[int, Path()],
+        x: Annotated[int, Path()],
+        y: Annotated[int, Path()],
+    ) -> None:
+        """Raise ``TileOutsideBounds`` for a tile outside its matrix."""
+        if tileMatrixSetId not in tms_set.list():
+            return  # the route's own validation answers 422
+        tms: TileMatrixSet = tms_set.get(tileMatrixSetId)
+        inside = tms.minzoom <= z <= tms.maxzoom
+        if inside:
+            matrix = tms.matrix(z)
+            inside = 0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight
+        if not inside:
+            raise TileOutsideBounds(f"Tile(x={x}, y={y}, z={z}) is outside bounds")
+
+    return check_tile_index
