@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,6 @@ from cache.prewarm import (
 )
 from cache.prewarm_queue import DEFAULT_STREAM, Worker, enqueue, worker_client
 from cache.purge import PurgeFilter, purge_disk, purge_redis
-from cache.tiered import DEFAULT_CACHE_DIR
 from sr_engine.gpu_metrics import register_gpu_metrics
 
 console = Console(soft_wrap=True)
@@ -74,8 +74,12 @@ def purge(
     dataset: str | None = typer.Option(None, help="Dataset URL or path (as clients send it)."),
     zoom: str | None = typer.Option(None, help="Zoom range, e.g. 14-18 or 16."),
     model_version: str | None = typer.Option(None, help="Model version to purge."),
-    cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, envvar="HNDSR_CACHE_DIR"),
-    redis_url: str | None = typer.Option(None, envvar="HNDSR_REDIS_URL"),
+    cache_dir: Path | None = typer.Option(
+        None, help="Disk cache folder (default: the server's, HNDSR_CACHE_DIR).", show_default=False
+    ),
+    redis_url: str | None = typer.Option(
+        None, help="Redis tier (default: the server's, HNDSR_REDIS_URL).", show_default=False
+    ),
     purge_all: bool = typer.Option(False, "--all", help="Purge every tile."),
 ) -> None:
     """Delete cached tiles by dataset, zoom range and/or model version (disk and Redis)."""
@@ -88,6 +92,8 @@ def purge(
         max_zoom=zooms[-1] if zooms else None,
         model_version=model_version,
     )
+    if cache_dir is None:  # mounted without the server's default (tileserver.cli gives it)
+        raise typer.BadParameter("give --cache-dir")
     deleted = purge_disk(cache_dir, selection) if cache_dir.exists() else 0
     console.print(f"disk ({cache_dir}): {deleted} tiles deleted")
     if redis_url:
@@ -244,11 +250,16 @@ def worker(
     asyncio.run(main())
 
 
-def register(cli: typer.Typer, app_factory: str) -> None:
+def register(cli: typer.Typer, app_factory: str, settings: Callable[[], Any]) -> None:
     """Add ``cache purge``, ``prewarm`` and ``worker`` to ``cli``; tiles run through
-    ``app_factory`` (``module:callable``) unless ``--app`` names another."""
+    ``app_factory`` (``module:callable``) unless ``--app`` names another; ``purge`` defaults
+    to the ``cache_dir`` and ``redis_url`` of ``settings()`` (read when it runs)."""
     cache_cli = typer.Typer(help="Tile cache maintenance.", no_args_is_help=True)
-    cache_cli.command("purge")(purge)
+    purge_defaults = {
+        "cache_dir": lambda: settings().cache_dir,
+        "redis_url": lambda: settings().redis_url,
+    }
+    cache_cli.command("purge", context_settings={"default_map": purge_defaults})(purge)
     cli.add_typer(cache_cli, name="cache")
     defaults = {"default_map": {"app": app_factory}}
     cli.command("prewarm", context_settings=defaults)(prewarm)

@@ -22,11 +22,12 @@ from cache import (
     HitFastPath,
     TileCache,
     TileCacheMiddleware,
+    build_tiered_cache,
     cors_replica,
 )
 from sr_engine import Upscaler
 from tileserver.auth import install_api_keys
-from tileserver.dependencies import SRParams, allowed_url, check_tile_index
+from tileserver.dependencies import allowed_path, sr_params_for, tile_index_check
 from tileserver.errors import ERROR_RESPONSES, install_error_handlers
 from tileserver.factories import SRStacRenderExtension, SRTileJSONExtension
 from tileserver.guards import BodySizeLimit, RenderGate, limit_render_threads
@@ -82,7 +83,6 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.supported_tms = SUPPORTED_TMS
     app.state.sr_config = SRConfig(
         min_scale=settings.sr_min_scale,
         max_scale=settings.sr_max_scale,
@@ -95,12 +95,13 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         "model": lambda: app.state.sr_config.backend.model is None,
     }
 
+    sr_config: SRConfig = app.state.sr_config
     wmts = SRWMTSExtension(wmts_tms=tms_subset(settings.wmts_tms))
     factory_options: dict[str, Any] = {
-        "path_dependency": allowed_url,
-        "reader_dependency": SRParams,
+        "path_dependency": allowed_path(allowlist),
+        "reader_dependency": sr_params_for(sr_config),
         "supported_tms": SUPPORTED_TMS,
-        "route_dependencies": [(TILE_ROUTES, [Depends(check_tile_index)])],
+        "route_dependencies": [(TILE_ROUTES, [Depends(tile_index_check(SUPPORTED_TMS))])],
         "add_ogc_maps": True,
         **LIMITED_DEPENDENCIES,
     }
@@ -123,7 +124,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
         get_renders=lambda src: src.item.properties.get("renders", {}),  # type: ignore[attr-defined]
         extensions=[
             stacViewerExtension(),
-            SRStacRenderExtension(sr_config=app.state.sr_config),
+            SRStacRenderExtension(sr_config=sr_config),
             wmts,
             SRTileJSONExtension(),
         ],
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     mosaic = include_mosaic_routes(
         app,
         wmts.wmts_tms,
+        sr_config,
         supported_tms=SUPPORTED_TMS,
         route_dependencies=factory_options["route_dependencies"],
         router_options=dataset_routes,
@@ -150,8 +152,10 @@ def create_app(settings: Settings | None = None, upscaler: Upscaler | None = Non
     install_error_handlers(app)
     mount_web_map(app)  # the web map at /; last route, a mount at / takes every other path
 
-    tiles = TileCache.from_settings(
-        settings,
+    tiles = TileCache(
+        build_tiered_cache(
+            settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
+        ),
         check_source=allowlist.check,
         remote_identity=allowlist.remote_identity,
         model_version=lambda: str(

@@ -23,32 +23,37 @@ RETRY_AFTER_S = 30
 """``Retry-After`` sent with a 503 for a model mode that is not available."""
 
 
-class SourceNotAllowedError(Exception):
+class _FixedMessageError(Exception):
+    """An error whose message is the same for every instance (``message``)."""
+
+    message = ""
+
+    def __init__(self) -> None:
+        super().__init__(self.message)
+
+
+class SourceNotAllowedError(_FixedMessageError):
     """A dataset or STAC source outside the allowlist (the message never says whether it exists)."""
 
-    def __init__(self) -> None:
-        super().__init__("source not allowed")
+    message = "source not allowed"
 
 
-class DatasetNotFoundError(Exception):
+class DatasetNotFoundError(_FixedMessageError):
     """An allowed local source that does not exist."""
 
-    def __init__(self) -> None:
-        super().__init__("dataset not found")
+    message = "dataset not found"
 
 
-class RemoteTimeoutError(Exception):
+class RemoteTimeoutError(_FixedMessageError):
     """An allowed remote source that did not answer within the HTTP timeout."""
 
-    def __init__(self) -> None:
-        super().__init__("remote source timed out")
+    message = "remote source timed out"
 
 
-class RemoteUnavailableError(Exception):
+class RemoteUnavailableError(_FixedMessageError):
     """An allowed remote source that could not be reached or answered with an error."""
 
-    def __init__(self) -> None:
-        super().__init__("remote source unavailable")
+    message = "remote source unavailable"
 
 
 class BadParameterError(Exception):

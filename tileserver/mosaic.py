@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any  # noqa: F401 (SRParams' annotations resolve here)
+from typing import Any, ClassVar
 
 import attr
 from cogeo_mosaic.backends.base import MosaicJSONBackend
 from cogeo_mosaic.errors import MosaicAuthError, MosaicError, MosaicNotFoundError
 from cogeo_mosaic.mosaic import MosaicJSON
-from fastapi import FastAPI, Query, Request  # noqa: F401
+from fastapi import FastAPI
 from morecantile import TileMatrixSets
 from rio_tiler.errors import NoAssetFoundError
 from rio_tiler.models import ImageData
@@ -26,11 +26,11 @@ from titiler.mosaic.errors import MOSAIC_STATUS_CODES
 from titiler.mosaic.extensions.mosaicjson import MosaicJSONExtension
 from titiler.mosaic.factory import MosaicTilerFactory
 
-from tileserver.dependencies import SRMode, SRParams, allowed_url  # noqa: F401
+from tileserver.dependencies import allowed_path, sr_params_for
 from tileserver.factories import SRTileJSONExtension
 from tileserver.mosaic_sr import MosaicGrid, MosaicWindowReader, SourceGrid, seamless_sr_tile
 from tileserver.reader import SRConfig
-from tileserver.sr_report import current_report
+from tileserver.sr_zooms import ZoomInfo
 from tileserver.wmts import SRMosaicWMTSExtension
 
 
@@ -60,6 +60,7 @@ class AllowlistedMosaicBackend(MosaicJSONBackend):
         user_maxzoom = self.maxzoom
         super().__attrs_post_init__()
         self.mosaic_grid: MosaicGrid | None = None
+        self.zoom_info: ZoomInfo | None = None
         if self.mosaic_def.tiles:
             first = next(iter(self.mosaic_def.tiles.values()))[0]
             asset = (self.mosaic_def.asset_prefix or "") + first
@@ -67,6 +68,7 @@ class AllowlistedMosaicBackend(MosaicJSONBackend):
                 self.mosaic_grid = MosaicGrid(SourceGrid.of(src.dataset), src.native_res)
                 if user_maxzoom is None:
                     self.maxzoom = max(self.maxzoom, src.maxzoom)
+                    self.zoom_info = src.zoom_info
 
     def tile(  # type: ignore[override]
         self, x: int, y: int, z: int, search_options: dict | None = None, **kwargs: Any
@@ -106,27 +108,25 @@ class AllowlistedMosaicBackend(MosaicJSONBackend):
 
 @dataclass
 class MosaicBackendParams(DefaultDependency):
-    """Backend options: the app's SR configuration (its allowlist)."""
+    """Backend options: the SR configuration the class is bound to (its allowlist)."""
 
-    request: Request = None  # type: ignore[assignment]
+    sr_config: ClassVar[SRConfig]
 
     def as_dict(self, exclude_none: bool = True) -> dict:
         """``sr_config`` for ``AllowlistedMosaicBackend``."""
-        return {"sr_config": self.request.app.state.sr_config}
+        return {"sr_config": self.sr_config}
 
 
-@dataclass
-class MosaicSRParams(SRParams):
-    """``SRParams`` plus the request's report: the mosaic reads its COGs in threads."""
-
-    def as_dict(self, exclude_none: bool = True) -> dict:
-        """Reader options of every COG of the mosaic."""
-        return {**super().as_dict(exclude_none), "sr_report": current_report()}
+def mosaic_backend_params_for(config: SRConfig) -> type[MosaicBackendParams]:
+    """``MosaicBackendParams`` bound to an app's SR configuration (``backend_dependency``)."""
+    bound = {"sr_config": config, "__module__": __name__}
+    return type("MosaicBackendParams", (MosaicBackendParams,), bound)
 
 
 def include_mosaic_routes(
     app: FastAPI,
     wmts_tms: TileMatrixSets,
+    sr_config: SRConfig,
     router_options: dict[str, Any] | None = None,
     **factory_options: Any,
 ) -> MosaicTilerFactory:
@@ -134,10 +134,11 @@ def include_mosaic_routes(
     ``router_options`` go to ``include_router`` (the request checks of the other routes)."""
     mosaic = MosaicTilerFactory(
         backend=AllowlistedMosaicBackend,  # type: ignore[arg-type]
-        backend_dependency=MosaicBackendParams,
+        backend_dependency=mosaic_backend_params_for(sr_config),
         dataset_reader=MosaicAssetReader,
-        reader_dependency=MosaicSRParams,
-        path_dependency=allowed_url,
+        # the mosaic reads its COGs in threads: the readers get the request's SR report
+        reader_dependency=sr_params_for(sr_config, pass_report=True),
+        path_dependency=allowed_path(sr_config.allowlist),
         router_prefix="/mosaicjson",
         extensions=[
             MosaicJSONExtension(),

@@ -37,7 +37,8 @@ from tileserver.limits import ReadLimits, clipped_part, dataset_window, output_s
 from tileserver.profiles import DatasetProfile, ProfileCache
 from tileserver.security import Allowlist
 from tileserver.sr_backend import SRBackend
-from tileserver.sr_report import SRReport, ZoomInfo, current_report
+from tileserver.sr_report import SRReport, current_report
+from tileserver.sr_zooms import ZoomInfo, zoom_info
 from tileserver.tile_geometry import (
     Frame,
     Grid,
@@ -45,7 +46,6 @@ from tileserver.tile_geometry import (
     native_resolution,
     plan_sampling,
     source_field,
-    sr_zoom_range,
     tile_frame,
     tms_origin,
     window_frame,
@@ -115,10 +115,7 @@ class SRReader(Reader):
         self.native_res = native_resolution(self)
         x0, y0 = tms_origin(self.tms)
         self.grid = Grid(x0, y0, *self.native_res)
-        self.zoom_info = _zoom_info(
-            self.tms, self.native_res, super().maxzoom, self.advertised_tilesize, self.sr_config
-        )
-        self.report.zooms[str(self.tms.id)] = self.zoom_info
+        self.zoom_info = _zoom_info(self, self.native_res, super().maxzoom)
 
     @cached_property
     def profile(self) -> DatasetProfile:
@@ -344,13 +341,16 @@ class SRReader(Reader):
         )
 
 
-def _zoom_info(tms, native_res, native_zoom: int, tilesize: int, config: SRConfig) -> ZoomInfo:
-    first_sr, deepest = sr_zoom_range(tms, native_res, tilesize, config.min_scale, config.max_scale)
-    return ZoomInfo(
-        native_zoom=native_zoom,
-        sr_from_zoom=first_sr,
-        maxzoom=max(native_zoom, deepest),
-        tilesize=tilesize,
+def _zoom_info(reader: Any, native_res: tuple[float, float], native_zoom: int) -> ZoomInfo:
+    """The zoom facts of an SR reader's dataset in its TMS, at its advertised tile size."""
+    config: SRConfig = reader.sr_config
+    return zoom_info(
+        reader.tms,
+        native_res,
+        native_zoom,
+        reader.advertised_tilesize,
+        config.min_scale,
+        config.max_scale,
     )
 
 
@@ -378,16 +378,10 @@ class SRSTACReader(STACReader):
             "sr_config": self.sr_config,
             "sr_report": current_report(),  # asset reads run in rio-tiler's thread pool
         }
+        self.zoom_info: ZoomInfo | None = None
         if user_maxzoom is None and self.maxzoom is not None and self.transform is not None:
-            info = _zoom_info(
-                self.tms,
-                native_resolution(self),
-                self.maxzoom,
-                self.advertised_tilesize,
-                self.sr_config,
-            )
-            current_report().zooms[str(self.tms.id)] = info
-            self.maxzoom = info.maxzoom
+            self.zoom_info = _zoom_info(self, native_resolution(self), self.maxzoom)
+            self.maxzoom = self.zoom_info.maxzoom
 
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
         """Asset info whose URL passed the allowlist (remote: after checked redirects)."""
