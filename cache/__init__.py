@@ -9,15 +9,15 @@ from cache.asgi import TileCache, TileCacheMiddleware
 from cache.fast_path import HitFastPath, Replica, cors_replica
 from cache.recompute import BACKGROUND_RECOMPUTE
 from cache.singleflight import SingleFlight
-from cache.tiered import DEFAULT_CACHE_DIR
+from cache.tiered import build_tiered_cache
 
 __all__ = [
     "BACKGROUND_RECOMPUTE",
-    "DEFAULT_CACHE_DIR",
     "HitFastPath",
     "Replica",
     "SingleFlight",
     "TileCache",
     "TileCacheMiddleware",
+    "build_tiered_cache",
     "cors_replica",
 ]

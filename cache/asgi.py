@@ -24,8 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cachetools import LRUCache
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,7 +35,7 @@ from cache.keys import DatasetIdentity, RemoteIdentity, parse_tile_request, tile
 from cache.metrics import HTTP_COALESCED
 from cache.recompute import BACKGROUND_RECOMPUTE
 from cache.singleflight import SingleFlight
-from cache.tiered import TieredCache, build_tiered_cache
+from cache.tiered import TieredCache
 from cache.tiers import CacheTier
 from sr_engine import DEGRADED_MODE
 
@@ -104,18 +103,13 @@ def _etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     return False
 
 
-class CacheSettings(Protocol):
-    """The settings fields the tile cache reads (``tileserver.settings.Settings`` has them)."""
-
-    cache_dir: Path
-    cache_size_mb: int
-    memory_cache_mb: int
-    redis_url: str | None
-
-
 class TileCache:
     """The tiers plus what every layer serving tiles needs: resolving a request to its key,
-    answering with a stored entry. Shared by ``TileCacheMiddleware`` and ``HitFastPath``."""
+    answering with a stored entry. Shared by ``TileCacheMiddleware`` and ``HitFastPath``.
+
+    ``check_source`` is the allowlist check of a dataset URL, ``model_version`` names the
+    weights in the keys, ``remote_identity`` gives the dataset version (ETag) of remote
+    sources (``build_tiered_cache`` makes ``cache`` from the settings)."""
 
     def __init__(
         self,
@@ -123,33 +117,16 @@ class TileCache:
         *,
         check_source: Callable[[str], object],
         model_version: Callable[[], str],
-        identity: DatasetIdentity | None = None,
+        remote_identity: RemoteIdentity | None = None,
     ) -> None:
         self.cache = cache
         self.check_source = check_source
         self.model_version = model_version
-        self.identity = identity or DatasetIdentity()
+        self.identity = DatasetIdentity(remote=remote_identity)
         self._memo: LRUCache[tuple[str, bytes], tuple[float, str, tuple[str, TileRoute] | None]]
         self._memo = LRUCache(MEMO_SIZE)
         self._entry_headers: LRUCache[tuple[Any, ...], tuple[list[tuple[bytes, bytes]], bytes]]
         self._entry_headers = LRUCache(MEMO_SIZE)
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: CacheSettings,
-        *,
-        check_source: Callable[[str], object],
-        model_version: Callable[[], str],
-        remote_identity: RemoteIdentity | None = None,
-    ) -> TileCache:
-        """Memory -> disk -> Redis tiers as ``settings`` say; ``remote_identity`` gives the
-        dataset version (ETag) of remote sources for the keys."""
-        cache = build_tiered_cache(
-            settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
-        )
-        identity = DatasetIdentity(remote=remote_identity)
-        return cls(cache, check_source=check_source, model_version=model_version, identity=identity)
 
     def down_checks(self) -> dict[str, Callable[[], bool]]:
         """``/readyz`` checks: ``cache-<tier>`` -> callable, True while that tier is down."""

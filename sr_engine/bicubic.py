@@ -38,16 +38,11 @@ class BicubicUpscaler(BatchUpscaleMixin):
     halo = 2
 
     def upscale_batch(
-        self,
-        lr: np.ndarray,
-        coords: np.ndarray,
-        cell: np.ndarray | None = None,
-        pixel_offsets: np.ndarray | None = None,
-        mode: str = "bicubic",
-        seed: int = 0,
+        self, lr: np.ndarray, coords: np.ndarray, *_ignored: object, **_ignored_by_name: object
     ) -> np.ndarray:
-        """Upscale a batch (N, C, h, w) float32 in [0, 1] at ``coords`` (N, H, W, 2);
-        ``cell``, ``mode`` and ``seed`` are ignored."""
+        """Upscale a batch (N, C, h, w) float32 in [0, 1] at ``coords`` (N, H, W, 2); the
+        other arguments of ``Upscaler.upscale_batch`` (cell, pixel offsets, mode, seed)
+        change nothing in bicubic, so they are accepted and not named again here."""
         with torch.inference_mode():
             tensor = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
             out = bicubic_at(tensor, torch.from_numpy(np.asarray(coords, dtype=np.float64)))

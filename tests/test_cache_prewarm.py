@@ -1,24 +1,36 @@
 """``hndsr-tiles prewarm`` and ``worker`` as real processes: tile planning, skip-cached,
-resume from the progress file, and a distributed run that loses a worker mid-way."""
+resume from the progress file, a distributed run that loses a worker mid-way, and the
+prewarm of a MosaicJSON served afterwards from the cache by a real server."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import diskcache
+import httpx
 import morecantile
+import pytest
+import rasterio
 import redis
+from rio_tiler.io import Reader
 
-from cache.prewarm import plan_tiles
+from cache.cli import plan_prewarm
+from cache.keys import dataset_hash, normalize_url, parse_key
+from cache.prewarm import TileSource, dataset_bounds, plan_tiles
 from cache.prewarm_queue import GROUP, enqueue
 from tests.apps.http import CENTRE, SCENE, TEST_APP
+from tests.test_mosaic import BOUNDARY_COL, WIDTH, cut
 
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 BBOX = f"{CENTRE[0] - 0.02},{CENTRE[1] - 0.015},{CENTRE[0] + 0.02},{CENTRE[1] + 0.015}"
 
 
@@ -190,3 +202,104 @@ def test_worker_retries_a_failing_job_then_dead_letters_it(
     ((_, fields),) = redis.Redis.from_url(redis_server.url).xrange("hndsr:prewarm:dead")
     assert fields[b"path"].decode() == path
     assert fields[b"deliveries"] == b"3" and fields[b"error"] == b"HTTP 503"
+
+
+@pytest.fixture(scope="module")
+def mosaic_dir(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two adjacent COGs cut from the sample scene and ``area.mosaic.json`` of both."""
+    data = tmp_path_factory.mktemp("prewarm-mosaic")
+    (data / "cogs").mkdir()
+    with rasterio.open(sample_scene / SCENE) as scene:
+        cut(scene, BOUNDARY_COL - WIDTH, data / "cogs" / "west.tif")
+        cut(scene, BOUNDARY_COL, data / "cogs" / "east.tif")
+    created = cli("mosaic", "create", str(data / "area.mosaic.json"), str(data / "cogs"), env={})
+    assert created.returncode == 0, created.stderr
+    return data
+
+
+def test_a_mosaic_plans_only_tiles_its_cogs_cover(mosaic_dir: Path) -> None:
+    """The document's bounds hold tiles that neither COG intersects (titiler.mosaic answers
+    204 No Content for them): the plan leaves them out."""
+    source = TileSource(url=str(mosaic_dir / "area.mosaic.json"), endpoint="mosaicjson")
+    planned = plan_prewarm(source, "14")
+    in_bounds = list(plan_tiles(WEB_MERCATOR, dataset_bounds(source), [14]))
+    with (
+        Reader(str(mosaic_dir / "cogs" / "west.tif")) as west,
+        Reader(str(mosaic_dir / "cogs" / "east.tif")) as east,
+    ):
+        covered = [t for t in in_bounds if west.tile_exists(*t) or east.tile_exists(*t)]
+    assert planned == covered
+    assert len(covered) < len(in_bounds)
+
+
+def test_prewarm_of_a_mosaic_fills_the_cache_the_server_answers_from(
+    mosaic_dir: Path, tmp_path: Path, live_server
+) -> None:
+    """Prewarm the tiles across the COG boundary, then a real server on the same cache
+    answers each from it; an uncovered tile of the bounds is titiler's 204."""
+    document = str(mosaic_dir / "area.mosaic.json")
+    lon0, lat0, lon1, lat1 = json.loads(Path(document).read_text())["bounds"]
+    lon, lat = (lon0 + lon1) / 2, (lat0 + lat1) / 2  # on the boundary of the two COGs
+    bbox = f"{lon - 0.02},{lat - 0.015},{lon + 0.02},{lat + 0.015}"
+    env = {"HNDSR_DATA_DIR": str(mosaic_dir), "HNDSR_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["prewarm", document, "--zoom", "14", "--bbox", bbox, "--sr", "fast", "--app", TEST_APP]
+    args += ["--progress-file", str(tmp_path / "progress")]
+    run = cli(*args, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    total = int(run.stdout.split()[0])
+    assert total >= 4 and f"done {total}, skipped 0, failed 0" in run.stdout
+
+    source = TileSource(url=document, endpoint="mosaicjson", sr="fast")
+    tiles = plan_prewarm(source, "14", bbox)
+    assert len(tiles) == total
+    with diskcache.Cache(str(tmp_path / "cache")) as disk:
+        keys = [parse_key(key) for key in disk.iterkeys()]
+    mosaic_hash = dataset_hash(normalize_url(document))
+    assert sorted((k.z, k.x, k.y) for k in keys if k and k.dataset == mosaic_hash) == sorted(
+        (t.z, t.x, t.y) for t in tiles
+    )
+
+    server = live_server(env, app=TEST_APP)
+    for tile in tiles:
+        response = httpx.get(server + source.path(tile), timeout=120)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-cache"].startswith("HIT"), tile
+        assert response.headers["x-sr-mode"] == "fast"
+    north = morecantile.Tile(tiles[0].x, tiles[0].y - 1, 14)  # outside the prewarmed area
+    assert httpx.get(server + source.path(north), timeout=120).headers["x-cache"] == "MISS"
+    whole = plan_prewarm(source, "14")
+    uncovered = next(
+        t for t in plan_tiles(WEB_MERCATOR, dataset_bounds(source), [14]) if t not in whole
+    )
+    assert httpx.get(server + source.path(uncovered), timeout=120).status_code == 204
+
+
+def test_prewarm_of_a_mosaic_over_http(mosaic_dir: Path, tmp_path: Path, remote_http) -> None:
+    """A MosaicJSON at an http:// URL (nginx on 127.0.0.1) naming http:// COGs, written by
+    ``mosaic create`` from the URLs: planned from the remote document, every tile computed
+    through the allowlist."""
+    cogs = f"{remote_http.nginx.url}/cogs"
+    for name in ("west.tif", "east.tif"):
+        shutil.copy(mosaic_dir / "cogs" / name, remote_http.root / "cogs" / name)
+    document = remote_http.root / "cogs" / "area.mosaic.json"
+    created = cli("mosaic", "create", str(document), f"{cogs}/west.tif", f"{cogs}/east.tif", env={})
+    assert created.returncode == 0, created.stderr
+    lon0, lat0, lon1, lat1 = json.loads(document.read_text())["bounds"]
+    lon, lat = (lon0 + lon1) / 2, (lat0 + lat1) / 2
+    bbox = f"{lon - 0.01},{lat - 0.01},{lon + 0.01},{lat + 0.01}"
+    env = {
+        "HNDSR_DATA_DIR": str(tmp_path / "data"),
+        "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
+        "HNDSR_ALLOWED_SOURCES": f"{cogs}/",
+    }
+    args = ["prewarm", f"{cogs}/area.mosaic.json", "--zoom", "14", "--bbox", bbox]
+    args += ["--sr", "fast", "--app", TEST_APP, "--progress-file", str(tmp_path / "progress")]
+    run = cli(*args, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    total = int(run.stdout.split()[0])
+    assert total >= 2 and f"done {total}, skipped 0, failed 0" in run.stdout
+    outside = {**env, "HNDSR_ALLOWED_SOURCES": f"{remote_http.nginx.url}/other/"}
+    refused = cli(*args, env={**outside, "HNDSR_CACHE_DIR": str(tmp_path / "cache-2")})
+    assert (
+        refused.returncode == 1 and f"failed {total} (statuses {{403: {total}}})" in refused.stdout
+    )

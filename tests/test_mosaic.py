@@ -25,6 +25,7 @@ from rasterio.windows import Window
 
 from cogs.cog import write_cog
 from tests.plugins.server import REPO_ROOT, ServerPool
+from tileserver.mosaic_sr import SourceGrid
 
 SCENE = "landsat8/LC08_L1TP_224078_20200518_rgb8.tif"
 BOUNDARY_COL, TOP_ROW, HEIGHT, WIDTH = 1000, 500, 800, 500
@@ -33,9 +34,11 @@ WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 SR_ZOOM = 14  # scale ~3.5 at 256 px
 
 
-def cut(scene: rasterio.DatasetReader, col0: int, path: Path) -> None:
+def cut(scene: rasterio.DatasetReader, col0: int, path: Path, shift_px: float = 0.0) -> None:
+    """Scene columns ``col0..col0 + WIDTH``, georeferenced ``shift_px`` pixels east."""
     window = Window(col0, TOP_ROW, WIDTH, HEIGHT)
-    profile = {"crs": scene.crs, "transform": scene.window_transform(window)}
+    transform = scene.window_transform(window)
+    profile = {"crs": scene.crs, "transform": transform * transform.translation(shift_px, 0)}
     rgb = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
     write_cog(scene.read(window=window), profile, path, colorinterp=rgb)
 
@@ -66,6 +69,16 @@ def mosaic_data(sample_scene: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def server(mosaic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pool = ServerPool(tmp_path_factory.mktemp("mosaic-server"))
     yield pool.start({"HNDSR_DATA_DIR": str(mosaic_data)})
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def conv_server(mosaic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose model is the random deep conv stand-in (receptive field 6 LR px)."""
+    pool = ServerPool(tmp_path_factory.mktemp("mosaic-conv-server"))
+    yield pool.start(
+        {"HNDSR_DATA_DIR": str(mosaic_data)}, app="tests.test_server_seams:create_conv_app"
+    )
     pool.close()
 
 
@@ -124,22 +137,80 @@ def test_mosaic_sr_tile_across_the_boundary_is_served_from_both_cogs(server, mos
     assert np.abs(image[..., :3] - native[..., :3]).mean() < 20  # the same picture
 
 
-@pytest.mark.xfail(
-    reason="each COG of a mosaic is super-resolved alone (TiTiler's per-dataset reads): its "
-    "halo at the boundary lacks the neighbour's pixels, its SR mask stops about 1 LR px short "
-    "of its edge, and the LR grid's pixel size comes from each COG's own extent. Measured on "
-    "the TMS-grid reader: a 4-5 px transparent gap along the boundary and up to 15 DN off "
-    "the uncut scene's tile",
-    strict=False,
+@pytest.mark.parametrize(
+    ("server_fixture", "sr"),
+    [("server", "bicubic"), ("conv_server", "fast")],
+    ids=["bicubic", "conv"],
 )
-def test_mosaic_sr_tile_equals_the_uncut_scenes_tile(server, mosaic_data):
+def test_mosaic_sr_tile_equals_the_uncut_scenes_tile(server_fixture, sr, mosaic_data, request):
+    """Both COGs are read as one window before the upscaler runs: the tile across their
+    boundary is the uncut scene's (per-COG SR left 4 DN with bicubic's 2 px halo)."""
+    server = request.getfixturevalue(server_fixture)
     tile = boundary_tile(mosaic_data, SR_ZOOM)
-    mosaic = get_tile(server, "mosaicjson", mosaic_data / "area.mosaic.json", tile, "bicubic")[1]
-    whole = get_tile(server, "cog", mosaic_data / "scene.tif", tile, "bicubic")[1]
+    response, mosaic = get_tile(server, "mosaicjson", mosaic_data / "area.mosaic.json", tile, sr)
+    assert response.headers["x-sr-mode"] == sr
+    whole = get_tile(server, "cog", mosaic_data / "scene.tif", tile, sr)[1]
     gap = int((mosaic[..., 3] != whole[..., 3]).sum())
     diff = np.abs(mosaic[..., :3] - whole[..., :3])[mosaic[..., 3] == 255].max()
-    print(f"mosaic vs uncut scene across the COG boundary: {gap} px gap, {diff} DN")
+    print(f"{sr}: mosaic vs uncut scene across the COG boundary: {gap} px gap, {diff} DN")
     assert gap == 0 and diff <= 2
+
+
+def test_mosaic_tiles_past_the_max_scale_have_no_seams_across_the_boundary(server, mosaic_data):
+    """Past ``sr_max_scale`` (z17, scale ~28): four 256-px tiles on the boundary, stitched,
+    equal the one 512-px tile of their parent; all share the mosaic's intermediate grid."""
+    parent = boundary_tile(mosaic_data, 16)
+    url = mosaic_data / "area.mosaic.json"
+    response = httpx.get(
+        f"{server}/mosaicjson/tiles/WebMercatorQuad/16/{parent.x}/{parent.y}.png",
+        params={"url": str(url), "sr": "bicubic", "tilesize": 512},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    big = np.asarray(Image.open(io.BytesIO(response.content))).astype(int)
+    stitched = np.zeros_like(big)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            child = morecantile.Tile(2 * parent.x + dx, 2 * parent.y + dy, 17)
+            response, image = get_tile(server, "mosaicjson", url, child, "bicubic")
+            assert float(response.headers["x-sr-scale"]) > 8
+            stitched[dy * 256 : (dy + 1) * 256, dx * 256 : (dx + 1) * 256] = image
+    assert (big[..., 3] == 255).all() and (stitched[..., 3] == 255).all()
+    worst = int(np.abs(stitched[..., :3] - big[..., :3]).max())
+    print(f"z17 tiles across the COG boundary vs their z16 parent at 512 px: {worst} DN")
+    assert worst <= 2
+
+
+def test_source_grids_match_only_a_whole_pixel_apart(mosaic_data, tmp_path):
+    with rasterio.open(mosaic_data / "scene.tif") as scene:
+        cut(scene, BOUNDARY_COL, tmp_path / "shifted.tif", shift_px=0.5)
+    grids = {}
+    for name, path in [
+        ("west", mosaic_data / "cogs" / "west.tif"),
+        ("east", mosaic_data / "cogs" / "east.tif"),
+        ("shifted", tmp_path / "shifted.tif"),
+    ]:
+        with rasterio.open(path) as dataset:
+            grids[name] = SourceGrid.of(dataset)
+    assert grids["west"].offset_of(grids["east"]) == (WIDTH, 0)
+    assert grids["east"].offset_of(grids["west"]) == (-WIDTH, 0)
+    assert grids["west"].offset_of(grids["shifted"]) is None
+
+
+def test_cogs_on_different_grids_fall_back_to_per_cog_sr(server, mosaic_data):
+    """East georeferenced half a pixel off west's grid: no single window; each COG is
+    super-resolved alone, as titiler.mosaic does, and the tile is still served."""
+    shifted = mosaic_data / "shifted"
+    (shifted / "cogs").mkdir(parents=True)
+    shutil.copy(mosaic_data / "cogs" / "west.tif", shifted / "cogs" / "west.tif")
+    with rasterio.open(mosaic_data / "scene.tif") as scene:
+        cut(scene, BOUNDARY_COL, shifted / "cogs" / "east.tif", shift_px=0.5)
+    document = shifted / "shifted.json"
+    assert run_cli("mosaic", "create", str(document), str(shifted / "cogs")).returncode == 0
+    tile = boundary_tile(mosaic_data, SR_ZOOM)
+    response, image = get_tile(server, "mosaicjson", document, tile, "bicubic")
+    assert response.headers["x-sr-mode"] == "bicubic"
+    assert image[:, :64, 3].all() and image[:, -64:, 3].all(), "both COGs fill their side"
 
 
 def test_a_mosaic_outside_the_allowlist_is_403(server, sample_scene):

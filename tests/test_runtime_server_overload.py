@@ -172,3 +172,41 @@ def test_sigterm_finishes_the_batches_in_flight(sample_scene: Path, tmp_path: Pa
     finally:
         knobs.open_gate()
         pool.close()
+
+
+def test_a_request_that_would_wait_too_long_for_a_render_thread_gets_503_at_once(
+    start: Callable[..., tuple[str, Knobs]], sample_scene: Path
+) -> None:
+    base, _ = start(
+        HNDSR_RENDER_THREADS="2",
+        HNDSR_RENDER_QUEUE_WAIT_S="1",
+        HNDSR_SR_MAX_BATCH="1",
+        HNDSR_SR_LATENCY_BUDGET_MS="0",  # only the render gate refuses
+        HNDSR_TEST_DELAY_S="1",
+    )
+    warm, burst, after = centre_tiles(14, 2), centre_tiles(14, 10, skip=2), centre_tiles(14, 1, 12)
+    for tile in warm:  # the gate learns that a cold SR tile runs for about a second
+        assert httpx.get(base + tile_path(sample_scene, *tile, sr="fast"), timeout=60).is_success
+
+    async def timed(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, float]:
+        started = asyncio.get_running_loop().time()
+        response = await client.get(path)
+        return response, asyncio.get_running_loop().time() - started
+
+    async def run() -> list[tuple[httpx.Response, float]]:
+        limits = httpx.Limits(max_connections=len(burst))
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+            paths = [tile_path(sample_scene, *t, sr="fast") for t in burst]
+            return list(await asyncio.gather(*(timed(client, p) for p in paths)))
+
+    answers = asyncio.run(run())
+    served = [elapsed for response, elapsed in answers if response.status_code == 200]
+    refused = [(response, elapsed) for response, elapsed in answers if response.status_code == 503]
+    assert len(served) + len(refused) == len(burst)
+    assert len(served) >= 2 and len(refused) >= 5  # 2 threads, about 2 waiting within 1 s
+    for response, _ in refused:
+        assert "render thread is expected" in response.json()["detail"]
+        assert int(response.headers["retry-after"]) >= 1
+    assert max(elapsed for _, elapsed in refused) < min(served)  # before any render finished
+    # once the burst has drained, a request finds a thread free and is always admitted
+    assert httpx.get(base + tile_path(sample_scene, *after[0], sr="fast"), timeout=60).is_success

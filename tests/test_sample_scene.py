@@ -36,6 +36,7 @@ from cogs.sample_scene import (
     scene_is_current,
 )
 from tileserver.cli import app
+from tileserver.settings import get_settings
 
 RGB = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
 
@@ -204,6 +205,19 @@ def test_cli_rerun_says_up_to_date(scene_copy: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "up to date" in result.output
     assert _mtimes(scene_copy) == before
+
+
+def test_cli_data_dir_defaults_to_the_servers_setting(
+    scene_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HNDSR_DATA_DIR", str(scene_copy))
+    get_settings.cache_clear()  # the server's Settings read HNDSR_DATA_DIR again
+    try:
+        result = CliRunner().invoke(app, ["sample-data"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert f"sample scene in {scene_copy / 'landsat8'} is up to date" in result.output
 
 
 def test_truncated_output_is_detected_and_rebuilt(scene_copy: Path) -> None:

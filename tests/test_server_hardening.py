@@ -92,6 +92,29 @@ def _probes(data: Path) -> list[Probe]:
     tile = f"/cog/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
     stac_tile = tile.replace("/cog/", "/stac/")
     null_geometry = b'{"type": "Feature", "geometry": null, "properties": {}}'
+    mosaic_bad_crs = json.dumps(
+        {
+            "mosaicjson": "0.0.3",
+            "minzoom": 0,
+            "maxzoom": 1,
+            "tiles": {},
+            "tilematrixset": {
+                "crs": "",
+                "tileMatrices": [
+                    {
+                        "id": "0",
+                        "scaleDenominator": 1.0,
+                        "cellSize": 1.0,
+                        "pointOfOrigin": [0.0, 0.0],
+                        "tileWidth": 256,
+                        "tileHeight": 256,
+                        "matrixWidth": 1,
+                        "matrixHeight": 1,
+                    }
+                ],
+            },
+        }
+    ).encode()
     return [
         ("tilesize=16384", "GET", tile, {"tilesize": 16384}, None, {400}),
         ("buffer=100000 on an SR tile", "GET", tile, {"buffer": 100000}, None, {400}),
@@ -142,6 +165,14 @@ def _probes(data: Path) -> list[Probe]:
         ),
         ("stac tile assets=", "GET", stac_tile, {"url": item, "assets": ""}, None, {400}),
         ("feature geometry null", "POST", "/cog/feature.png", {}, null_geometry, {400, 422}),
+        (
+            "mosaic with an unparseable CRS",
+            "POST",
+            "/mosaicjson/validate",
+            {},
+            mosaic_bad_crs,
+            {400},
+        ),
         ("point 0,0", "GET", "/cog/point/0,0", {}, None, {404}),
         ("bbox 0,0,0,0", "GET", "/cog/bbox/0,0,0,0.png", {}, None, {400}),
         (

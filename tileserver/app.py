@@ -22,13 +22,14 @@ from cache import (
     HitFastPath,
     TileCache,
     TileCacheMiddleware,
+    build_tiered_cache,
     cors_replica,
 )
 from sr_engine import Upscaler
 from tileserver.admin import include_admin_routes
 from tileserver.auth import install_api_keys
 from tileserver.canary import MODEL_ROLE, CanarySplit, ModelRouteMiddleware
-from tileserver.dependencies import SRParams, allowed_url, check_tile_index
+from tileserver.dependencies import allowed_path, sr_params_for, tile_index_check
 from tileserver.errors import ERROR_RESPONSES, install_error_handlers
 from tileserver.factories import SRStacRenderExtension, SRTileJSONExtension
 from tileserver.guards import BodySizeLimit, RenderGate, limit_render_threads
@@ -89,7 +90,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.supported_tms = SUPPORTED_TMS
     app.state.sr_config = SRConfig(
         min_scale=settings.sr_min_scale,
         max_scale=settings.sr_max_scale,
@@ -100,12 +100,13 @@ def create_app(
     # name -> callable returning True while that part runs in fallback (listed by /readyz)
     app.state.degraded_checks = app.state.sr_config.backend.degraded_checks()
 
+    sr_config: SRConfig = app.state.sr_config
     wmts = SRWMTSExtension(wmts_tms=tms_subset(settings.wmts_tms))
     factory_options: dict[str, Any] = {
-        "path_dependency": allowed_url,
-        "reader_dependency": SRParams,
+        "path_dependency": allowed_path(allowlist),
+        "reader_dependency": sr_params_for(sr_config),
         "supported_tms": SUPPORTED_TMS,
-        "route_dependencies": [(TILE_ROUTES, [Depends(check_tile_index)])],
+        "route_dependencies": [(TILE_ROUTES, [Depends(tile_index_check(SUPPORTED_TMS))])],
         "add_ogc_maps": True,
         **LIMITED_DEPENDENCIES,
     }
@@ -128,7 +129,7 @@ def create_app(
         get_renders=lambda src: src.item.properties.get("renders", {}),  # type: ignore[attr-defined]
         extensions=[
             stacViewerExtension(),
-            SRStacRenderExtension(sr_config=app.state.sr_config),
+            SRStacRenderExtension(sr_config=sr_config),
             wmts,
             SRTileJSONExtension(),
         ],
@@ -147,6 +148,7 @@ def create_app(
     mosaic = include_mosaic_routes(
         app,
         wmts.wmts_tms,
+        sr_config,
         supported_tms=SUPPORTED_TMS,
         route_dependencies=factory_options["route_dependencies"],
         router_options=dataset_routes,
@@ -156,8 +158,10 @@ def create_app(
     install_error_handlers(app)
     mount_web_map(app)  # the web map at /; last route, a mount at / takes every other path
 
-    tiles = TileCache.from_settings(
-        settings,
+    tiles = TileCache(
+        build_tiered_cache(
+            settings.cache_dir, settings.cache_size_mb, settings.memory_cache_mb, settings.redis_url
+        ),
         check_source=allowlist.check,
         remote_identity=allowlist.remote_identity,
         model_version=lambda: app.state.sr_config.backend.version_for(MODEL_ROLE.get()),
@@ -169,6 +173,8 @@ def create_app(
         RenderGate,
         deadline_s=settings.render_deadline_s,
         capacity=settings.render_threads + settings.render_queue,
+        threads=settings.render_threads,
+        queue_wait_s=settings.render_queue_wait_s,
     )
     app.add_middleware(SRReportMiddleware)
     if settings.rate_limit_per_minute > 0:  # behind the tile cache: hits never count

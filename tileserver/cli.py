@@ -7,6 +7,7 @@ import uvicorn
 
 from cache.cli import register as register_cache_commands
 from cogs import mosaic_app, sample_data
+from tileserver.settings import get_settings
 from training.registry_cli import app as model_commands
 
 app = typer.Typer(help="hndsr-tiles: a TiTiler tile server with on-demand super-resolution.")
@@ -34,8 +35,10 @@ def serve(
     )
 
 
-# Commands mounted from other packages.
-app.command("sample-data")(sample_data)
+# Commands mounted from other packages; their folder defaults come from Settings (read
+# when a command runs, so HNDSR_* applies).
+sample_data_defaults = {"default_map": {"data_dir": lambda: get_settings().data_dir}}
+app.command("sample-data", context_settings=sample_data_defaults)(sample_data)
 app.add_typer(mosaic_app, name="mosaic")
-register_cache_commands(app, "tileserver.app:create_app")
+register_cache_commands(app, "tileserver.app:create_app", get_settings)
 app.add_typer(model_commands, name="model")

@@ -8,6 +8,7 @@ import logging
 import re
 
 from fastapi import FastAPI, Request
+from pyproj.exceptions import CRSError
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError, RasterioIOError
 from rio_tiler.errors import MaxArraySizeError, PointOutsideBounds, RioTilerError
@@ -22,32 +23,37 @@ RETRY_AFTER_S = 30
 """``Retry-After`` sent with a 503 for a model mode that is not available."""
 
 
-class SourceNotAllowedError(Exception):
+class _FixedMessageError(Exception):
+    """An error whose message is the same for every instance (``message``)."""
+
+    message = ""
+
+    def __init__(self) -> None:
+        super().__init__(self.message)
+
+
+class SourceNotAllowedError(_FixedMessageError):
     """A dataset or STAC source outside the allowlist (the message never says whether it exists)."""
 
-    def __init__(self) -> None:
-        super().__init__("source not allowed")
+    message = "source not allowed"
 
 
-class DatasetNotFoundError(Exception):
+class DatasetNotFoundError(_FixedMessageError):
     """An allowed local source that does not exist."""
 
-    def __init__(self) -> None:
-        super().__init__("dataset not found")
+    message = "dataset not found"
 
 
-class RemoteTimeoutError(Exception):
+class RemoteTimeoutError(_FixedMessageError):
     """An allowed remote source that did not answer within the HTTP timeout."""
 
-    def __init__(self) -> None:
-        super().__init__("remote source timed out")
+    message = "remote source timed out"
 
 
-class RemoteUnavailableError(Exception):
+class RemoteUnavailableError(_FixedMessageError):
     """An allowed remote source that could not be reached or answered with an error."""
 
-    def __init__(self) -> None:
-        super().__init__("remote source unavailable")
+    message = "remote source unavailable"
 
 
 class BadParameterError(Exception):
@@ -88,6 +94,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     RecursionError: 400,  # a deeply nested expression
     MemoryError: 400,  # an allocation no limit foresaw (numpy's refusal, not the OOM killer)
     OverflowError: 400,  # a number in the request too large for GDAL or numpy
+    CRSError: 400,  # a CRS in the request (a body's tile matrix set, coord-crs) PROJ cannot parse
     SourceNotAllowedError: 403,
     DatasetNotFoundError: 404,
     RemoteTimeoutError: 504,
@@ -100,6 +107,7 @@ MESSAGES: dict[type[Exception], str] = {
     RecursionError: "expression too deeply nested",
     MemoryError: "the request needs more memory than the server allows: ask for fewer pixels",
     OverflowError: "a number in the request is out of range",
+    CRSError: "a coordinate reference system in the request is not valid",
 }
 
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)

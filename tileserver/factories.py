@@ -1,19 +1,25 @@
 """Factory extensions: the SR description in tilejson, TiTiler's ``/renders`` with the
 app's SR configuration, and the view of a factory that extensions register against where
-they need another reader or TMS list (WMTS: ``tileserver.wmts``)."""
+they need another reader or TMS list (WMTS: ``tileserver.wmts``).
+
+Descriptions compute their zoom facts from the source they name (``source_zoom_info``
+opens it once more, as TiTiler's endpoint did): no channel from the reader to them."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
+import rasterio
 from attrs import define, field
 from fastapi.routing import APIRoute
+from morecantile import TileMatrixSet
 from titiler.core.factory import BaseFactory, FactoryExtension
 from titiler.extensions import stacRenderExtension
 
 from tileserver.reader import SRConfig
-from tileserver.sr_report import current_report
+from tileserver.sr_zooms import ZoomInfo
 
 
 class FactoryView:
@@ -43,33 +49,73 @@ class SRStacRenderExtension(stacRenderExtension):
         super().register(FactoryView(factory, reader=reader))  # type: ignore[arg-type]
 
 
+KEPT_ROUTE_OPTIONS = (
+    "methods",
+    "name",
+    "response_model",
+    "response_class",
+    "responses",
+    "response_model_exclude_none",
+    "operation_id",
+    "openapi_extra",
+    "dependencies",
+)
+"""What a replaced route keeps of the one TiTiler registered (the OpenAPI stays the same)."""
+
+
+def replace_endpoint(
+    factory: BaseFactory, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]
+) -> None:
+    """Replace the factory's route ``name`` by the same route whose endpoint is
+    ``wrap(endpoint)`` (the wrapper keeps the endpoint's signature: ``functools.wraps``)."""
+    for index, route in enumerate(factory.router.routes):
+        if isinstance(route, APIRoute) and route.name == name:
+            options = {option: getattr(route, option) for option in KEPT_ROUTE_OPTIONS}
+            factory.router.routes[index] = APIRoute(route.path, wrap(route.endpoint), **options)
+
+
+def source_zoom_info(
+    factory: BaseFactory, tms: TileMatrixSet, arguments: dict[str, Any]
+) -> ZoomInfo | None:
+    """The zoom facts in ``tms`` of the source an endpoint was called for (``arguments``:
+    its resolved ``src_path``, ``reader_params``...), opened as TiTiler's endpoint opens it:
+    the factory's reader, or its mosaic backend (``backend_params``). ``None``: the source
+    advertises no SR zooms (a STAC item without projection, a mosaic with a maxzoom given)."""
+    path, options = arguments["src_path"], arguments["reader_params"].as_dict()
+    with rasterio.Env(**(arguments.get("env") or {})):
+        if "backend_params" in arguments:  # MosaicTilerFactory
+            source = factory.backend(  # type: ignore[attr-defined]
+                path,
+                tms=tms,
+                reader=factory.dataset_reader,  # type: ignore[attr-defined]
+                reader_options=options,
+                **arguments["backend_params"].as_dict(),
+            )
+        else:
+            source = factory.reader(path, tms=tms, **options)  # type: ignore[attr-defined]
+        with source as src:
+            return getattr(src, "zoom_info", None)
+
+
 @define
 class SRTileJSONExtension(FactoryExtension):
     """Wraps the factory's tilejson endpoint so its body says from which zoom tiles are
-    super-resolved (``description``); works on ``TilerFactory`` and ``MultiBaseTilerFactory``."""
+    super-resolved (``description``); works on ``TilerFactory``, ``MultiBaseTilerFactory``
+    and ``MosaicTilerFactory``."""
 
     def register(self, factory: BaseFactory) -> None:
         """Replace the registered tilejson route by one that adds the SR description."""
-        for index, route in enumerate(factory.router.routes):
-            if not (isinstance(route, APIRoute) and route.name == "tilejson"):
-                continue
-            endpoint = route.endpoint
 
+        def with_description(endpoint: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
             @functools.wraps(endpoint)
-            def tilejson(*args: Any, _endpoint=endpoint, **kwargs: Any) -> dict[str, Any]:
-                body = _endpoint(*args, **kwargs)
-                info = current_report().zooms.get(str(kwargs.get("tileMatrixSetId")))
+            def tilejson(*args: Any, **kwargs: Any) -> dict[str, Any]:
+                body = endpoint(*args, **kwargs)
+                tms = factory.supported_tms.get(kwargs["tileMatrixSetId"])  # type: ignore[attr-defined]
+                info = source_zoom_info(factory, tms, kwargs)
                 if info is not None:
                     body["description"] = info.describe()
                 return body
 
-            factory.router.routes[index] = APIRoute(
-                route.path,
-                tilejson,
-                methods=list(route.methods or ["GET"]),
-                name=route.name,
-                response_model=route.response_model,
-                responses=route.responses,
-                response_model_exclude_none=route.response_model_exclude_none,
-                operation_id=route.operation_id,
-            )
+            return tilejson
+
+        replace_endpoint(factory, "tilejson", with_description)

@@ -6,24 +6,24 @@ render gate (a bound on dataset requests in flight, 503 beyond it, and a render 
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+import math
+import time
 
 import anyio.to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DATASET_PREFIXES = ("/cog/", "/stac/")
 """Paths of the routes that open datasets and render (the render gate's scope)."""
 OVERLOAD_RETRY_AFTER_S = 1
+EWMA_WEIGHT = 0.2
+"""Weight of the newest request in the running estimate of a dataset request's duration."""
 
 
 def limit_render_threads(threads: int) -> None:
@@ -94,8 +94,16 @@ class BodySizeLimit:
 
 
 class RenderGate:
-    """Dataset requests: at most ``capacity`` in flight (503 + Retry-After beyond, at once),
-    each answered within ``deadline_s`` (504 when it has not started its response by then).
+    """Dataset requests: at most ``capacity`` in flight, a newcomer refused at once when it
+    would wait longer than ``queue_wait_s`` for one of the ``threads`` render threads (both
+    503 + Retry-After), and each answered within ``deadline_s`` (504 when it has not started
+    its response by then).
+
+    The wait is estimated from the queue depth: a request with ``n`` requests ahead of it
+    beyond the threads waits about ``n / threads`` running times (an EWMA of the dataset
+    requests' durations; before the first has finished, the age of the oldest in flight, a
+    lower bound). A request that finds a thread free is always admitted, so the estimate
+    cannot refuse an idle server.
 
     A request past its deadline is abandoned, not interrupted: its worker thread finishes
     the read in the background and still counts against ``capacity`` until it does, so
@@ -103,13 +111,40 @@ class RenderGate:
     """
 
     def __init__(
-        self, app: ASGIApp, deadline_s: float, capacity: int, prefixes=DATASET_PREFIXES
+        self,
+        app: ASGIApp,
+        deadline_s: float,
+        capacity: int,
+        threads: int | None = None,
+        queue_wait_s: float = 0.0,
+        prefixes=DATASET_PREFIXES,
     ) -> None:
         self.app = app
         self.deadline_s = deadline_s
         self.capacity = capacity
+        self.threads = threads or capacity
+        self.queue_wait_s = queue_wait_s
         self.prefixes = tuple(prefixes)
-        self.in_flight = 0
+        self.running_s: float | None = None
+        """EWMA of the dataset requests' durations (None until one finished)."""
+        self._started: dict[int, float] = {}
+        """Start time of each request in flight, oldest first."""
+        self._tokens = itertools.count()
+
+    @property
+    def in_flight(self) -> int:
+        """Dataset requests admitted and not finished (abandoned ones included)."""
+        return len(self._started)
+
+    def expected_queue_wait(self) -> float:
+        """Seconds a dataset request arriving now is expected to wait for a render thread."""
+        ahead = self.in_flight + 1 - self.threads
+        if ahead <= 0:
+            return 0.0
+        running = self.running_s
+        if running is None:
+            running = time.monotonic() - next(iter(self._started.values()))
+        return ahead / self.threads * running
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
@@ -118,6 +153,15 @@ class RenderGate:
         if self.in_flight >= self.capacity:
             retry = [(b"retry-after", str(OVERLOAD_RETRY_AFTER_S).encode())]
             await send_json(send, 503, "server busy: too many requests rendering", retry)
+            return
+        wait = self.expected_queue_wait()
+        if self.queue_wait_s and wait > self.queue_wait_s:
+            retry = [(b"retry-after", str(max(OVERLOAD_RETRY_AFTER_S, math.ceil(wait))).encode())]
+            detail = (
+                f"server busy: a render thread is expected in {wait:.1f} s, over the "
+                f"{self.queue_wait_s:g} s limit (setting HNDSR_RENDER_QUEUE_WAIT_S)"
+            )
+            await send_json(send, 503, detail, retry)
             return
         started = abandoned = False
 
@@ -129,9 +173,10 @@ class RenderGate:
                 started = True
             await send(message)
 
-        self.in_flight += 1
+        token = next(self._tokens)
+        self._started[token] = time.monotonic()
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        task.add_done_callback(self._finished)
+        task.add_done_callback(functools.partial(self._finished, token))
         try:
             await asyncio.wait_for(asyncio.shield(task), self.deadline_s)
         except TimeoutError:
@@ -150,7 +195,11 @@ class RenderGate:
                 "(setting HNDSR_RENDER_DEADLINE_S)",
             )
 
-    def _finished(self, task: asyncio.Future) -> None:
-        self.in_flight -= 1
+    def _finished(self, token: int, task: asyncio.Future) -> None:
+        elapsed = time.monotonic() - self._started.pop(token)
+        previous = self.running_s
+        self.running_s = (
+            elapsed if previous is None else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * elapsed
+        )
         if not task.cancelled():
             task.exception()  # mark retrieved: an abandoned request's error is not re-reported

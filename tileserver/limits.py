@@ -78,8 +78,11 @@ def _check_expression(settings: Settings, expression: str | None) -> None:
     _check("output bands", expression.count(";") + 1, settings.max_bands, "max_bands")
 
 
+@dataclass
 class _WithRequest:
     """Mixin: the dataclass carries the request (for the settings), kept out of ``as_dict``."""
+
+    request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
 
     def as_dict(self, exclude_none: bool = True) -> dict:
         """The dependency's options without the request."""
@@ -92,8 +95,6 @@ class _WithRequest:
 class LimitedTileParams(_WithRequest, TileParams):
     """TiTiler's ``buffer``/``padding``, bounded by ``max_buffer``/``max_padding``."""
 
-    request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
-
     def __post_init__(self) -> None:
         """Refuse a buffer or padding over its limit."""
         settings = _settings(self.request)
@@ -101,35 +102,30 @@ class LimitedTileParams(_WithRequest, TileParams):
         _check("padding", self.padding or 0, settings.max_padding, "max_padding")
 
 
+class _SizeLimited(_WithRequest):
+    """Mixin over TiTiler's ``PreviewParams``/``PartFeatureParams``: ``max_size``,
+    ``width`` and ``height`` bounded by ``max_image_pixels``."""
+
+    def __post_init__(self) -> None:
+        """Refuse an output image over the pixel limit."""
+        super().__post_init__()  # type: ignore[misc]  # TiTiler's own checks
+        size: Any = self
+        _check_size(_settings(self.request), size.max_size, size.width, size.height)
+
+
 @dataclass
-class LimitedPreviewParams(_WithRequest, PreviewParams):
+class LimitedPreviewParams(_SizeLimited, PreviewParams):
     """TiTiler's preview size, bounded by ``max_image_pixels``."""
 
-    request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
-
-    def __post_init__(self) -> None:
-        """Refuse an output image over the pixel limit."""
-        super().__post_init__()
-        _check_size(_settings(self.request), self.max_size, self.width, self.height)
-
 
 @dataclass
-class LimitedPartFeatureParams(_WithRequest, PartFeatureParams):
+class LimitedPartFeatureParams(_SizeLimited, PartFeatureParams):
     """TiTiler's bbox/feature size, bounded by ``max_image_pixels``."""
-
-    request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
-
-    def __post_init__(self) -> None:
-        """Refuse an output image over the pixel limit."""
-        super().__post_init__()
-        _check_size(_settings(self.request), self.max_size, self.width, self.height)
 
 
 @dataclass
 class LimitedBidxExprParams(_WithRequest, BidxExprParams):
     """TiTiler's ``bidx``/``expression``, bounded by ``max_bands``/``max_expression_length``."""
-
-    request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         """Refuse too many bands or too long an expression."""
@@ -149,8 +145,6 @@ def _check_assets(settings: Settings, assets: list[Any] | None) -> None:
 class LimitedAssetsParams(_WithRequest, AssetsParams):
     """TiTiler's STAC ``assets``: no empty asset name, at most ``max_bands`` assets."""
 
-    request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
-
     def __post_init__(self) -> None:
         """Refuse an empty asset name or too many assets."""
         _check_assets(_settings(self.request), self.assets)
@@ -159,8 +153,6 @@ class LimitedAssetsParams(_WithRequest, AssetsParams):
 @dataclass
 class LimitedAssetsExprParams(_WithRequest, AssetsExprParams):
     """TiTiler's STAC ``assets``/``expression``: no empty asset name, bounded counts."""
-
-    request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         """Refuse an empty asset name, too many assets or too long an expression."""
@@ -172,8 +164,6 @@ class LimitedAssetsExprParams(_WithRequest, AssetsExprParams):
 @dataclass
 class LimitedHistogramParams(_WithRequest, HistogramParams):
     """TiTiler's ``histogram_bins``, bounded by ``max_histogram_bins``."""
-
-    request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         """Refuse more bins (or bin edges) than the limit."""

@@ -38,6 +38,12 @@ COMMON_CONFORMANCE = {
     "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/json",
 }
+HTML_OR_JSON_ROUTE: dict[str, Any] = {
+    "response_model_exclude_none": True,
+    "responses": {200: {"content": {"text/html": {}, "application/json": {}}}},
+    "tags": ["OGC Common"],
+}
+"""Route options of the OGC Common pages, answered as HTML or JSON (``f``, ``accept``)."""
 FormatParam = Annotated[
     Literal["html", "json"] | None,
     Query(description="Response MediaType; default: from the `accept` header, else JSON."),
@@ -83,13 +89,7 @@ def common_router(conforms_to: Iterable[str]) -> APIRouter:
     router = APIRouter()
     classes = sorted(COMMON_CONFORMANCE | set(conforms_to))
 
-    @router.get(
-        "/",
-        response_model=Landing,
-        response_model_exclude_none=True,
-        responses={200: {"content": {"text/html": {}, "application/json": {}}}},
-        tags=["OGC Common"],
-    )
+    @router.get("/", response_model=Landing, **HTML_OR_JSON_ROUTE)
     def landing(request: Request, f: FormatParam = None) -> Any:
         """Landing page: TiTiler's JSON links; the web map for browsers (``text/html``)."""
         if _output_type(request, f) == MediaType.html:
@@ -100,13 +100,7 @@ def common_router(conforms_to: Iterable[str]) -> APIRouter:
             "links": _landing_links(request),
         }
 
-    @router.get(
-        "/conformance",
-        response_model=Conformance,
-        response_model_exclude_none=True,
-        responses={200: {"content": {"text/html": {}, "application/json": {}}}},
-        tags=["OGC Common"],
-    )
+    @router.get("/conformance", response_model=Conformance, **HTML_OR_JSON_ROUTE)
     def conformance(request: Request, f: FormatParam = None) -> Any:
         """Conformance classes of the API (TiTiler's and those of the factories mounted)."""
         data = {"conformsTo": classes}

@@ -14,9 +14,6 @@ at exact coordinates.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -24,7 +21,6 @@ from typing import Any
 import attr
 import numpy as np
 import pystac
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import InvalidBufferSize, TileOutsideBounds
@@ -38,9 +34,11 @@ from scipy import ndimage
 from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.interface import regular_field
 from tileserver.limits import ReadLimits, clipped_part, dataset_window, output_size
+from tileserver.profiles import DatasetProfile, ProfileCache
 from tileserver.security import Allowlist
 from tileserver.sr_backend import SRBackend
-from tileserver.sr_report import SRReport, ZoomInfo, current_report
+from tileserver.sr_report import SRReport, current_report
+from tileserver.sr_zooms import ZoomInfo, zoom_info
 from tileserver.tile_geometry import (
     Frame,
     Grid,
@@ -48,14 +46,10 @@ from tileserver.tile_geometry import (
     native_resolution,
     plan_sampling,
     source_field,
-    sr_zoom_range,
     tile_frame,
     tms_origin,
     window_frame,
 )
-
-CATEGORICAL_MAX_CLASSES = 32
-"""A 1-band integer raster with at most this many distinct values is treated as classes."""
 
 
 @dataclass(frozen=True)
@@ -67,76 +61,8 @@ class SRConfig:
     backend: SRBackend
     allowlist: Allowlist
     read_limits: ReadLimits = field(default_factory=ReadLimits)
-
-
-@dataclass(frozen=True)
-class DatasetProfile:
-    """Dataset-level facts: per-band value range for normalization, and its kind."""
-
-    band_min: np.ndarray
-    band_max: np.ndarray
-    categorical: bool
-    continuous_single_band: bool
-
-
-_profiles: OrderedDict[tuple, DatasetProfile] = OrderedDict()
-_profiles_lock = threading.Lock()
-_PROFILE_CACHE_SIZE = 256
-
-
-def _profile_key(reader: Reader) -> tuple:
-    path = str(reader.input)
-    try:
-        stat = os.stat(path)
-        return (path, stat.st_mtime_ns, stat.st_size)
-    except OSError:  # remote: its ETag (a replaced object gets a new profile)
-        config = getattr(reader, "sr_config", None)
-        return (path, config.allowlist.remote_version(path) if config else "")
-
-
-def dataset_profile(reader: Reader) -> DatasetProfile:
-    """The (cached) profile of the reader's dataset, from band tags or a decimated read."""
-    key = _profile_key(reader)
-    with _profiles_lock:
-        if key in _profiles:
-            _profiles.move_to_end(key)
-            return _profiles[key]
-    profile = _compute_profile(reader)
-    with _profiles_lock:
-        _profiles[key] = profile
-        while len(_profiles) > _PROFILE_CACHE_SIZE:
-            _profiles.popitem(last=False)
-    return profile
-
-
-def _compute_profile(reader: Reader) -> DatasetProfile:
-    dataset: Any = reader.dataset
-    dtype = np.dtype(dataset.dtypes[0])
-    count = dataset.count
-    factor = max(1.0, max(dataset.width, dataset.height) / 512)
-    shape = (count, max(1, int(dataset.height / factor)), max(1, int(dataset.width / factor)))
-    sample = dataset.read(out_shape=shape, resampling=Resampling.nearest, masked=True)
-    valid = sample.compressed() if count == 1 else None
-    if dtype == np.uint8:
-        lo, hi = np.zeros(count), np.full(count, 255.0)
-    else:
-        tags = [dataset.tags(i) for i in range(1, count + 1)]
-        if all("STATISTICS_MINIMUM" in t and "STATISTICS_MAXIMUM" in t for t in tags):
-            lo = np.array([float(t["STATISTICS_MINIMUM"]) for t in tags])
-            hi = np.array([float(t["STATISTICS_MAXIMUM"]) for t in tags])
-        else:
-            flat = sample.reshape(count, -1)
-            lo = np.array([float(b.min()) if b.count() else 0.0 for b in flat])
-            hi = np.array([float(b.max()) if b.count() else 1.0 for b in flat])
-    hi = np.where(hi > lo, hi, lo + 1.0)
-    integer = np.issubdtype(dtype, np.integer)
-    few_values = valid is not None and len(np.unique(valid)) <= CATEGORICAL_MAX_CLASSES
-    return DatasetProfile(
-        band_min=lo,
-        band_max=hi,
-        categorical=bool(reader.colormap) or (count == 1 and integer and few_values),
-        continuous_single_band=count == 1 and not integer,
-    )
+    profiles: ProfileCache = field(default_factory=ProfileCache)
+    """The application's dataset profiles (normalization range, kind)."""
 
 
 def _fill_masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -189,15 +115,12 @@ class SRReader(Reader):
         self.native_res = native_resolution(self)
         x0, y0 = tms_origin(self.tms)
         self.grid = Grid(x0, y0, *self.native_res)
-        self.zoom_info = _zoom_info(
-            self.tms, self.native_res, super().maxzoom, self.advertised_tilesize, self.sr_config
-        )
-        self.report.zooms[str(self.tms.id)] = self.zoom_info
+        self.zoom_info = _zoom_info(self, self.native_res, super().maxzoom)
 
     @cached_property
     def profile(self) -> DatasetProfile:
         """The dataset's profile, looked up once per reader (the cache key stats the file)."""
-        return dataset_profile(self)
+        return self.sr_config.profiles.get(self, self.sr_config.allowlist.remote_version)
 
     def _band_range(self, band_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per-band (min, max) of the named bands (``b1``...), shaped (C, 1, 1)."""
@@ -288,6 +211,15 @@ class SRReader(Reader):
         self.sr_config.read_limits.check_source(dataset, window, out)
         return super().read(*args, **kwargs)
 
+    def super_resolves(self, tile_x: int, tile_y: int, tile_z: int, tilesize: int | None) -> bool:
+        """Whether ``tile(tile_x, tile_y, tile_z, tilesize)`` super-resolves (rather than
+        returning rio-tiler's tile)."""
+        size = tilesize or self.tms.matrix(tile_z).tileWidth
+        frame = tile_frame(self.tms, tile_x, tile_y, tile_z, size)
+        return self._should_super_resolve(
+            (self.grid.res_x / frame.res_x, self.grid.res_y / frame.res_y)
+        )
+
     def _should_super_resolve(self, scale: tuple[float, float]) -> bool:
         if self.sr_mode == "off" or max(scale) <= self.sr_config.min_scale:
             return False
@@ -357,7 +289,7 @@ class SRReader(Reader):
         limits.check_output(frame.width, frame.height)
         limits.check_source(dataset, (window.width, window.height), (window.width, window.height))
         nodata = read_options.get("nodata")
-        values = dataset.read(bands, window=window, boundless=True, masked=True)
+        values = self._read_window(bands, window)
         mask = np.asarray(np.ma.getmaskarray(values).any(axis=0))
         if nodata is not None:
             mask |= (values.data == nodata).any(axis=0)
@@ -377,6 +309,11 @@ class SRReader(Reader):
         normalized = ((values.data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
         normalized = np.clip(_fill_masked(normalized, valid), 0.0, 1.0)
         return normalized, coords, _sample_mask(valid, coords), img
+
+    def _read_window(self, bands: list[int], window: Window) -> np.ma.MaskedArray:
+        """``bands`` of the source window, unwarped and masked (outside the source: masked)."""
+        dataset: Any = self.dataset
+        return dataset.read(bands, window=window, boundless=True, masked=True)
 
     def _to_image(
         self, hr: np.ndarray, valid: np.ndarray, frame: Frame, meta: ImageData
@@ -404,13 +341,16 @@ class SRReader(Reader):
         )
 
 
-def _zoom_info(tms, native_res, native_zoom: int, tilesize: int, config: SRConfig) -> ZoomInfo:
-    first_sr, deepest = sr_zoom_range(tms, native_res, tilesize, config.min_scale, config.max_scale)
-    return ZoomInfo(
-        native_zoom=native_zoom,
-        sr_from_zoom=first_sr,
-        maxzoom=max(native_zoom, deepest),
-        tilesize=tilesize,
+def _zoom_info(reader: Any, native_res: tuple[float, float], native_zoom: int) -> ZoomInfo:
+    """The zoom facts of an SR reader's dataset in its TMS, at its advertised tile size."""
+    config: SRConfig = reader.sr_config
+    return zoom_info(
+        reader.tms,
+        native_res,
+        native_zoom,
+        reader.advertised_tilesize,
+        config.min_scale,
+        config.max_scale,
     )
 
 
@@ -438,16 +378,10 @@ class SRSTACReader(STACReader):
             "sr_config": self.sr_config,
             "sr_report": current_report(),  # asset reads run in rio-tiler's thread pool
         }
+        self.zoom_info: ZoomInfo | None = None
         if user_maxzoom is None and self.maxzoom is not None and self.transform is not None:
-            info = _zoom_info(
-                self.tms,
-                native_resolution(self),
-                self.maxzoom,
-                self.advertised_tilesize,
-                self.sr_config,
-            )
-            current_report().zooms[str(self.tms.id)] = info
-            self.maxzoom = info.maxzoom
+            self.zoom_info = _zoom_info(self, native_resolution(self), self.maxzoom)
+            self.maxzoom = self.zoom_info.maxzoom
 
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
         """Asset info whose URL passed the allowlist (remote: after checked redirects)."""

@@ -22,10 +22,11 @@ from prometheus_client import (
 )
 from rasterio.warp import transform_geom
 from rio_tiler.constants import WEB_MERCATOR_TMS
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from sr_engine.gpu_metrics import register_gpu_metrics
 from tileserver.errors import DatasetNotFoundError, SourceNotAllowedError
+from tileserver.http_middleware import HTTPMiddleware
 from tileserver.metrics import REQUEST_DURATION
 from tileserver.mosaic import AllowlistedMosaicBackend, MosaicAssetReader
 from tileserver.reader import SRConfig, SRReader
@@ -166,16 +167,11 @@ async def metrics() -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class RequestMetricsMiddleware:
+class RequestMetricsMiddleware(HTTPMiddleware):
     """Observes ``hndsr_http_request_duration_seconds`` by route template and status."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request, then observe its duration under its route and status."""
         start = time.perf_counter()
         status = [500]
         try:

@@ -9,7 +9,6 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cache import DEFAULT_CACHE_DIR
 from tileserver.tms import DEFAULT_WMTS_TMS, tms_subset
 
 
@@ -47,7 +46,7 @@ class Settings(BaseSettings):
         description="How long a remote object's lookup (final URL after redirects, ETag or "
         "Last-Modified: the cache key's dataset version) is remembered.",
     )
-    cache_dir: Path = Field(DEFAULT_CACHE_DIR, description="Disk cache folder.")
+    cache_dir: Path = Field(Path("./cache-data"), description="Disk cache folder.")
     cache_size_mb: int = Field(1024, gt=0, description="Disk cache size limit in MB.")
     memory_cache_mb: int = Field(128, ge=0, description="In-process LRU size limit in MB.")
     redis_url: str | None = Field(
@@ -140,6 +139,13 @@ class Settings(BaseSettings):
         64,
         ge=0,
         description="Dataset requests waiting for a render thread before new ones get 503.",
+    )
+    render_queue_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="Longest expected wait for a render thread before a new dataset request "
+        "gets 503 at once (queue depth x the requests' running time); 0: only the render queue "
+        "bound applies.",
     )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

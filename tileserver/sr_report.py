@@ -2,7 +2,8 @@
 
 A pure-ASGI middleware puts a fresh mutable ``SRReport`` in a context variable before
 calling the app; Starlette copies the context into its threadpool, so the reader's
-mutations are visible when the response starts.
+mutations are visible when the response starts. The report carries response headers
+only; descriptions (tilejson, WMTS) compute their zoom facts themselves (``sr_zooms``).
 """
 
 from __future__ import annotations
@@ -10,28 +11,10 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tileserver.canary import MODEL_ROLE
-
-
-@dataclass(frozen=True)
-class ZoomInfo:
-    """Zoom range of a dataset in one TMS, for the tile size of the advertised URLs."""
-
-    native_zoom: int
-    sr_from_zoom: int
-    maxzoom: int
-    tilesize: int
-
-    def describe(self) -> str:
-        """One sentence for tilejson descriptions and WMTS abstracts."""
-        if self.sr_from_zoom < 0 or self.sr_from_zoom > self.maxzoom:
-            return f"Native resolution up to zoom {self.maxzoom}; no super-resolved zooms."
-        return (
-            f"Native resolution at zoom {self.native_zoom}; zooms {self.sr_from_zoom}"
-            f"-{self.maxzoom} ({self.tilesize}px tiles) are super-resolved on demand."
-        )
+from tileserver.http_middleware import HTTPMiddleware
 
 
 def format_scale(scale: tuple[float, float]) -> str:
@@ -47,7 +30,6 @@ class SRReport:
     mode: str | None = None
     scale: tuple[float, float] | None = None
     model: str | None = None
-    zooms: dict[str, ZoomInfo] = field(default_factory=dict)
     model_role: str = field(default_factory=MODEL_ROLE.get)
     """The served model the request's tiles use (carried into rio-tiler's asset threads)."""
 
@@ -74,16 +56,11 @@ def current_report() -> SRReport:
     return _current.get() or SRReport()
 
 
-class SRReportMiddleware:
+class SRReportMiddleware(HTTPMiddleware):
     """Sets a fresh ``SRReport`` per HTTP request and adds its headers to the response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request with a fresh report; its headers go on the response start."""
         report = SRReport()
         token = _current.set(report)
 

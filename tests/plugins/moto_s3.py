@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.plugins.server import free_port
+from training.tilepath.server import free_port, stop_process, wait_until_up
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -30,18 +28,9 @@ class S3Server:
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self.process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto server exited: {log.read_text()[-2000:]}")
-            try:
-                httpx.get(f"http://{self.endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("moto server did not start")
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        wait_until_up(self.process, f"http://{self.endpoint}/moto-api/", 30, log)
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,12 +54,7 @@ class S3Server:
         )
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,9 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
-
-from tests.plugins.server import free_port
+from training.tilepath.server import free_port, stop_process, wait_until_up
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -66,25 +63,12 @@ class NginxProcess:
 
     def start(self) -> str:
         self.process = subprocess.Popen(self.command("-g", "daemon off;"))
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.error_log.read_text()[-3000:]}")
-            try:
-                httpx.get(f"{self.url}/nginx-health", timeout=1)
-                return self.url
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
+        wait_until_up(self.process, f"{self.url}/nginx-health", 15, self.error_log)
+        return self.url
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process, signal.SIGQUIT)  # graceful: finish requests in flight
 
     def log_lines(self, needle: str) -> list[str]:
         # the access log is written when a request completes; nothing is buffered

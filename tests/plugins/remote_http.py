@@ -15,16 +15,14 @@ a delay. nginx's locations:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.plugins.canary import Canary
+from tests.plugins.canary import Canary, LocalHTTPServer, QuietHandler
 from tests.plugins.nginx import NginxProcess
 
 SERVER_CONF = """
@@ -43,7 +41,7 @@ server {
 """
 
 
-class SlowServer:
+class SlowServer(LocalHTTPServer):
     """An HTTP server on 127.0.0.1 that sleeps ``delay_s`` before answering; paths starting
     ``/get/`` answer the tile server's lookup (``Range: bytes=0-0``) at once, GDAL's reads late."""
 
@@ -51,7 +49,7 @@ class SlowServer:
         self.requests: list[str] = []
         slow = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 slow.requests.append(f"{self.command} {self.path} {self.headers.get('Range')}")
                 lookup = self.headers.get("Range") == "bytes=0-0"
@@ -65,17 +63,7 @@ class SlowServer:
 
             do_HEAD = do_GET
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @dataclass

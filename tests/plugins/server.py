@@ -11,28 +11,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from training.tilepath.server import free_port, start_uvicorn, stop_process
+
+__all__ = ["ServerPool", "free_port"]
 DEFAULT_APP = "tileserver.app:create_app"
 START_TIMEOUT_S = 60.0
-
-BOUND_MESSAGE = b"Uvicorn running on"
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerPool:
@@ -53,39 +43,18 @@ class ServerPool:
         """Start ``app`` (a uvicorn factory, or an app object with ``factory=False``) with
         ``env`` and return its base URL once ``ready_path`` answers 200 (benchmarks wait
         for ``/readyz``: the model loaded and warmed)."""
-        port = free_port()
-        run_dir = self.workdir / f"server-{port}"
-        run_dir.mkdir(parents=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix="server-", dir=self.workdir))
         full_env = {
             **os.environ,
             "HNDSR_DATA_DIR": str(run_dir / "data"),
             "HNDSR_CACHE_DIR": str(run_dir / "cache"),
             **(env or {}),
         }
-        log = (run_dir / "server.log").open("wb")
-        command = [sys.executable, "-m", "uvicorn", app, *(["--factory"] if factory else [])]
-        command += ["--host", "127.0.0.1"]
-        command += ["--port", str(port), "--log-level", "info", "--no-access-log"]
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
-        )
+        log = run_dir / "server.log"
+        process, url = start_uvicorn(app, full_env, log, factory, ready_path, timeout_s)
         self.processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                text = (run_dir / "server.log").read_text(errors="replace")
-                raise RuntimeError(f"server exited with {process.returncode}:\n{text[-4000:]}")
-            # our own uvicorn logs that it bound the port: a healthy answer from another
-            # process that grabbed the port first must not pass for ours
-            if BOUND_MESSAGE in (run_dir / "server.log").read_bytes():
-                try:
-                    if httpx.get(f"{url}{ready_path}", timeout=5.0).status_code == 200:
-                        return url
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server on {url} not ready after {timeout_s} s")
+        return url
 
     def close(self) -> None:
         """SIGTERM every server, then kill those still running after 10 s."""
@@ -93,11 +62,7 @@ class ServerPool:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 in a subprocess on a free 127.0.0.1 port, serving one folder with one checkpoint, and a
 client for its ``.npy`` tiles (lossless: the raw tile values with the mask as last band).
 
-A subprocess keeps the training package free of imports from the server package.
+A subprocess keeps the training package free of imports from the server package. The
+process helpers here (``start_uvicorn``, ``wait_until_up``, ``stop_process``) are the ones
+the test fixtures and the benchmarks start their servers with (``tests/plugins``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +35,82 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_up(
+    process: subprocess.Popen,
+    url: str,
+    timeout_s: float,
+    log: Path,
+    started: Callable[[], bool] = lambda: True,
+    accept: Callable[[httpx.Response], bool] = lambda response: True,
+) -> None:
+    """Poll ``url`` until ``started()`` and an answer that ``accept`` takes; raise with the
+    end of ``log`` if the process exits first or ``timeout_s`` passes."""
+
+    def log_end() -> str:
+        return log.read_text(errors="replace")[-4000:] if log.exists() else ""
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{log_end()}")
+        if started():
+            try:
+                if accept(httpx.get(url, timeout=5.0)):
+                    return
+            except httpx.TransportError:
+                pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout_s} s:\n{log_end()}")
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, wait_s: float = 10) -> None:
+    """Send ``sig``, then kill the process if it is still running after ``wait_s``."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def start_uvicorn(
+    app: str,
+    env: dict[str, str],
+    log: Path,
+    factory: bool = True,
+    ready_path: str = "/healthz",
+    timeout_s: float = START_TIMEOUT_S,
+) -> tuple[subprocess.Popen, str]:
+    """``uvicorn app`` (``--factory`` unless ``factory=False``) from the repository root with
+    ``env`` on a free 127.0.0.1 port, output to ``log``; returns the process and its base
+    URL once ``ready_path`` answers 200 (the tests, benchmarks and evaluation share it)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, *(["--factory"] if factory else [])]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-level", "info", "--no-access-log"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # our own uvicorn logs that it bound the port: a healthy answer from another
+        # process that grabbed the port first must not pass for ours
+        wait_until_up(
+            process,
+            url + ready_path,
+            timeout_s,
+            log,
+            started=lambda: BOUND_MESSAGE in log.read_bytes(),
+            accept=lambda response: response.status_code == 200,
+        )
+    except BaseException:
+        stop_process(process)
+        raise
+    return process, url
 
 
 @dataclass
@@ -61,7 +140,6 @@ class TileServer:
         self.client: httpx.Client | None = None
 
     def __enter__(self) -> TileServer:
-        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("HNDSR_")}
         env.update(
             HNDSR_DATA_DIR=str(self.data_dir),
@@ -70,36 +148,9 @@ class TileServer:
             HNDSR_CACHE_DIR=str(self.run_dir / "cache"),
             HNDSR_SR_LATENCY_BUDGET_MS="0",
         )
-        command = [sys.executable, "-m", "uvicorn", "tileserver.app:create_app", "--factory"]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600.0)
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        self.process, url = start_uvicorn("tileserver.app:create_app", env, self.log_path)
+        self.client = httpx.Client(base_url=url, timeout=600.0)
         return self
-
-    def _wait_healthy(self) -> None:
-        assert self.process is not None and self.client is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"tile server exited with {self.process.returncode}:\n{self.log}"
-                )
-            if BOUND_MESSAGE in self.log_path.read_bytes():  # our uvicorn, not a squatter
-                try:
-                    if self.client.get("/healthz", timeout=2.0).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError(f"tile server not healthy after {START_TIMEOUT_S} s:\n{self.log}")
 
     @property
     def log(self) -> str:
@@ -114,13 +165,8 @@ class TileServer:
     ) -> None:
         if self.client is not None:
             self.client.close()
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, wait_s=15)
 
     def get_json(self, path: str, **params: Any) -> Any:
         """GET a JSON document (raises on an error status)."""
