@@ -24,8 +24,9 @@ from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from cogs.cog import write_cog
-from tests.plugins.server import REPO_ROOT, ServerPool
+from tests.plugins.server import ServerPool
 from tileserver.mosaic_sr import SourceGrid
+from training.tilepath.server import REPO_ROOT
 
 SCENE = "landsat8/LC08_L1TP_224078_20200518_rgb8.tif"
 BOUNDARY_COL, TOP_ROW, HEIGHT, WIDTH = 1000, 500, 800, 500
