@@ -62,8 +62,9 @@ def test_under_overload_shadow_work_is_dropped_and_live_work_is_not() -> None:
     shadow = ShadowRunner(challenger, runtime, queue_limit=2, max_age_s=0.2)
     shadow.start()
     full, stale = (sample("hndsr_shadow_dropped_total", reason=r) for r in ("queue_full", "stale"))
-    held = [runtime.submit(LR, COORDS) for _ in range(5)]  # 1 running + the 4 the queue holds
-    wait_until(live.entered.is_set, what="the live batch")
+    held = [runtime.submit(LR, COORDS)]
+    wait_until(live.entered.is_set, what="the live batch")  # running: out of the queue
+    held += [runtime.submit(LR, COORDS) for _ in range(4)]  # the 4 the queue holds
     offered = [offer(shadow) for _ in range(6)]
     try:
         runtime.submit(LR, COORDS)
