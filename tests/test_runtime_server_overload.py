@@ -210,3 +210,28 @@ def test_a_request_that_would_wait_too_long_for_a_render_thread_gets_503_at_once
     assert max(elapsed for _, elapsed in refused) < min(served)  # before any render finished
     # once the burst has drained, a request finds a thread free and is always admitted
     assert httpx.get(base + tile_path(sample_scene, *after[0], sr="fast"), timeout=60).is_success
+
+
+def test_sr_tiles_waiting_for_their_batch_hold_no_render_thread(
+    start: Callable[..., tuple[str, Knobs]], sample_scene: Path
+) -> None:
+    base, knobs = start(
+        HNDSR_RENDER_THREADS="2", HNDSR_RENDER_QUEUE_WAIT_S="0", HNDSR_SR_MAX_BATCH="1"
+    )
+    paths = [tile_path(sample_scene, *t, sr="fast") for t in centre_tiles(14, 6)]
+    knobs.close_gate()
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+            tasks = [asyncio.create_task(client.get(p)) for p in paths]
+            # 1 in the model and 5 queued: 6 tiles reached the runtime through 2 render threads
+            deadline = asyncio.get_running_loop().time() + 60
+            while metric(base, "hndsr_sr_queue_depth") < 5:
+                assert asyncio.get_running_loop().time() < deadline, "5 SR jobs never queued"
+                await asyncio.sleep(0.05)
+            knobs.open_gate()
+            return list(await asyncio.gather(*tasks))
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * 6
+    assert {r.headers["x-sr-mode"] for r in responses} == {"fast"}

@@ -12,7 +12,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
+import anyio.from_thread
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +34,30 @@ def limit_render_threads(threads: int) -> None:
 
     Call from the running event loop (the app's lifespan)."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+
+def _grow_render_threads(by: int) -> None:
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = max(1, int(limiter.total_tokens) + by)
+
+
+@contextmanager
+def render_thread_lent() -> Iterator[None]:
+    """While a render thread only waits (an SR tile for its batch), lend its place in the
+    render-thread bound to another request, so that requests admitted behind waiting SR
+    tiles reach the SR runtime's admission (503 or degraded at once) instead of queueing
+    for a thread. Outside anyio's worker threads (rio-tiler's asset threads, the CLI) it
+    lends nothing. The render gate's capacity still bounds the threads in all."""
+    try:
+        anyio.from_thread.run_sync(_grow_render_threads, 1)
+    except RuntimeError:  # not called from an anyio worker thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        with suppress(RuntimeError):  # the event loop has stopped: nothing left to bound
+            anyio.from_thread.run_sync(_grow_render_threads, -1)
 
 
 async def send_json(send: Send, status: int, detail: str, headers: list | None = None) -> None:

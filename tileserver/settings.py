@@ -132,8 +132,8 @@ class Settings(BaseSettings):
     render_threads: int = Field(
         32,
         ge=1,
-        description="Threads for TiTiler work (health checks never wait for them); each SR "
-        "tile waiting for its batch holds one.",
+        description="Threads rendering at once for TiTiler work (health checks never wait "
+        "for them); an SR tile waiting for its batch lends its place to another request.",
     )
     render_queue: int = Field(
         64,

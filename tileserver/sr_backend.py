@@ -47,6 +47,7 @@ from sr_engine.metrics import (
 from sr_engine.runtime import Overloaded, SRRuntime, UnknownModel
 from sr_engine.shadow import ShadowRunner
 from tileserver.canary import CANARY, CHAMPION, MODEL_ROLE, SHADOW
+from tileserver.guards import render_thread_lent
 from tileserver.model_source import ModelSource, resolve_model_uri
 from tileserver.settings import Settings
 
@@ -384,7 +385,8 @@ class SRBackend:
             return future.result()
 
         try:
-            hr, shared = self.flights.run(key, compute)
+            with render_thread_lent():  # waiting for the batch holds no render slot
+                hr, shared = self.flights.run(key, compute)
         except UnknownModel:  # retired by a reload since the lookup: the role's new model
             return self.upscale_tile(lr, coords, pixel_offset, mode, role)
         except Overloaded:
