@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.apps.http import centre_tiles, get_many, metric, tile_path
-from tests.apps.model_versions import stand_in
+from tests.apps.model_versions import roles_env
 from tileserver.canary import CANARY, CHAMPION, CanarySplit
 
 APP = "tests.apps.versioned_app:create_app"
@@ -64,9 +64,7 @@ def test_replicas_and_a_restart_serve_the_same_blocks_with_the_canary(
     live_server, tmp_path: Path, sample_scene: Path
 ) -> None:
     env = {
-        "HNDSR_DATA_DIR": str(sample_scene),
-        "HNDSR_MODEL_URI": str(stand_in(tmp_path / "champion", "champion-1")),
-        "HNDSR_CANARY_MODEL_URI": str(stand_in(tmp_path / "canary", "canary-1")),
+        **roles_env(sample_scene, tmp_path, "canary"),
         "HNDSR_CANARY_FRACTION": "0.5",
         "HNDSR_CANARY_BLOCK_ZOOM_OFFSET": "1",  # 2x2 blocks: several in the sample scene
     }
@@ -105,9 +103,7 @@ def test_stac_asset_reads_use_the_canary_chosen_for_the_tile(
     live_server, tmp_path: Path, sample_scene: Path
 ) -> None:
     env = {
-        "HNDSR_DATA_DIR": str(sample_scene),
-        "HNDSR_MODEL_URI": str(stand_in(tmp_path / "champion", "champion-1")),
-        "HNDSR_CANARY_MODEL_URI": str(stand_in(tmp_path / "canary", "canary-1")),
+        **roles_env(sample_scene, tmp_path, "canary"),
         "HNDSR_CANARY_FRACTION": "1",  # every block
     }
     base = live_server(env, APP)

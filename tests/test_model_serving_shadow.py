@@ -16,7 +16,7 @@ from sr_engine.interface import regular_field
 from sr_engine.runtime import Overloaded, SRRuntime
 from sr_engine.shadow import ShadowRunner, psnr_db
 from tests.apps.http import centre_tiles, get_many, metric, tile_path
-from tests.apps.model_versions import stand_in
+from tests.apps.model_versions import roles_env
 from tests.apps.polling import wait_until
 from tests.apps.upscalers import TestUpscaler
 
@@ -88,9 +88,7 @@ def test_a_server_with_a_100_percent_shadow_reports_agreement_and_serves_the_cha
     live_server, tmp_path: Path, sample_scene: Path
 ) -> None:
     env = {
-        "HNDSR_DATA_DIR": str(sample_scene),
-        "HNDSR_MODEL_URI": str(stand_in(tmp_path / "champion", "champion-1")),
-        "HNDSR_SHADOW_MODEL_URI": str(stand_in(tmp_path / "shadow", "shadow-1")),
+        **roles_env(sample_scene, tmp_path, "shadow"),
         "HNDSR_SHADOW_RATE": "1",
     }
     base = live_server(env, APP)

@@ -48,6 +48,18 @@ def stand_in(folder: Path, version: str, **card: object) -> Path:
     return weights
 
 
+def roles_env(data_dir: Path, folder: Path, *roles: str) -> dict[str, str]:
+    """A server on ``data_dir`` whose champion is the stand-in ``champion-1`` and each of
+    ``roles`` (``canary``, ``shadow``) the stand-in ``<role>-1`` (files under ``folder``)."""
+    env = {
+        "HNDSR_DATA_DIR": str(data_dir),
+        "HNDSR_MODEL_URI": str(stand_in(folder / "champion", "champion-1")),
+    }
+    for role in roles:
+        env[f"HNDSR_{role.upper()}_MODEL_URI"] = str(stand_in(folder / role, f"{role}-1"))
+    return env
+
+
 class Registry:
     """A real MLflow tracking/registry store in ``folder`` (sqlite, local artifacts)."""
 
