@@ -42,6 +42,7 @@ from cache.prewarm import (
 from cache.prewarm_queue import DEFAULT_STREAM, Worker, enqueue, worker_client
 from cache.purge import PurgeFilter, purge_disk, purge_redis
 from sr_engine.gpu_metrics import register_gpu_metrics
+from sr_engine.modes import RequestMode
 
 console = Console(soft_wrap=True)
 
@@ -169,7 +170,7 @@ def prewarm(
     assets: list[str] = typer.Option([], help="STAC assets (repeat)."),
     bbox: str | None = typer.Option(None, help="west,south,east,north (lon/lat)."),
     geojson: Path | None = typer.Option(None, help="GeoJSON area (default: footprint)."),
-    sr: str = typer.Option("auto", help="SR mode: auto|off|bicubic|fast|diffusion."),
+    sr: RequestMode = typer.Option(RequestMode.AUTO, help="SR mode."),
     tms: str = typer.Option("WebMercatorQuad", help="Tile matrix set."),
     tilesize: int | None = typer.Option(None, help="Tile size as clients request it."),
     fmt: str | None = typer.Option(None, "--format", help="Tile format (png, webp...)."),
@@ -190,7 +191,7 @@ def prewarm(
         url=url,
         endpoint=source_endpoint(url, stac, mosaic),
         tms=tms,
-        sr=sr,
+        sr=str(sr),
         fmt=fmt,
         tilesize=tilesize,
         params=tuple((k, v) for k, v in extra),

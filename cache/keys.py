@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from sr_engine.modes import AUTO
+
 RENDER_VERSION = "1"
 """Bumped only when the same inputs render to different bytes."""
 
@@ -49,7 +51,7 @@ TILE_PARAMS = frozenset(
 sr and format, which the key holds in their own fields)."""
 
 DEFAULT_TILESIZE = "256"
-DEFAULT_SR = "auto"
+DEFAULT_SR = AUTO
 
 TILE_PATH = re.compile(
     r"^/(?P<endpoint>cog|stac|mosaicjson)/tiles/(?P<tms>[A-Za-z0-9_.-]+)/(?P<z>\d{1,2})/(?P<x>\d{1,9})/"

@@ -30,6 +30,8 @@ from rasterio.features import bounds, rasterize
 from rasterio.warp import transform_geom
 from rio_tiler.io import Reader, STACReader
 
+from sr_engine.modes import AUTO
+
 Bounds = tuple[float, float, float, float]
 
 
@@ -41,7 +43,7 @@ class TileSource:
     url: str
     endpoint: str = "cog"
     tms: str = "WebMercatorQuad"
-    sr: str = "auto"
+    sr: str = AUTO
     fmt: str | None = None
     tilesize: int | None = None
     params: tuple[tuple[str, str], ...] = ()

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sr_engine.bicubic import BicubicUpscaler
-from sr_engine.interface import DEGRADED_MODE, SR_MODES, ModelUnavailableError, Upscaler
+from sr_engine.interface import ModelUnavailableError, Upscaler
+from sr_engine.modes import DEGRADED_MODE, SR_MODES
 
 __all__ = [
     "DEGRADED_MODE",

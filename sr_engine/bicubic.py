@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sr_engine.interface import BatchUpscaleMixin
+from sr_engine.modes import BICUBIC
 
 
 def sampling_grid(coords: torch.Tensor, lr_shape: tuple[int, int]) -> torch.Tensor:
@@ -33,8 +34,8 @@ class BicubicUpscaler(BatchUpscaleMixin):
     """The non-learned upscaler: always available, also the fallback of every model mode."""
 
     version = "bicubic-1"
-    modes: tuple[str, ...] = ("bicubic",)
-    default_mode = "bicubic"
+    modes: tuple[str, ...] = (BICUBIC,)
+    default_mode = BICUBIC
     halo = 2
 
     def upscale_batch(

@@ -26,10 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-SR_MODES = ("bicubic", "fast", "diffusion")
-DEGRADED_MODE = "degraded-bicubic"
-"""The mode a tile reports (``X-SR-Mode``) when a model mode fell back to bicubic under
-overload or failure; such tiles are never cached."""
+from sr_engine.modes import FAST
 
 
 class ModelUnavailableError(RuntimeError):
@@ -139,7 +136,7 @@ class Upscaler(Protocol):
         self,
         lr: np.ndarray,
         scale: float | tuple[float, float],
-        mode: str = "fast",
+        mode: str = FAST,
         seed: int = 0,
     ) -> np.ndarray:
         """Upscale one float32 (C, h, w) image in [0, 1] to (C, round(h*sy), round(w*sx))."""
@@ -151,7 +148,7 @@ class Upscaler(Protocol):
         coords: np.ndarray,
         cell: np.ndarray | None = None,
         pixel_offsets: np.ndarray | None = None,
-        mode: str = "fast",
+        mode: str = FAST,
         seed: int = 0,
     ) -> np.ndarray:
         """Upscale a batch (N, C, h, w) to (N, C, H, W), sampling at ``coords`` (N, H, W, 2)."""

@@ -34,13 +34,13 @@ import torch.nn.functional as F
 
 from sr_engine.bicubic import bicubic_at, sample_at
 from sr_engine.interface import (
-    SR_MODES,
     BatchUpscaleMixin,
     extend_field,
     field_cell,
     field_scale,
     regular_field,
 )
+from sr_engine.modes import BICUBIC, FAST, SR_MODES
 
 
 @dataclass
@@ -382,7 +382,7 @@ class HNDSRUpscaler(BatchUpscaleMixin):
     """``sr_engine.interface.Upscaler`` over an ``HNDSR`` network and its model card."""
 
     modes: tuple[str, ...] = SR_MODES
-    default_mode = "fast"
+    default_mode = FAST
 
     def __init__(self, net: HNDSR, version: str, card: dict | None = None, device: str = "cpu"):
         self.net = net.to(device).eval()
@@ -399,7 +399,7 @@ class HNDSRUpscaler(BatchUpscaleMixin):
         coords: np.ndarray,
         cell: np.ndarray | None = None,
         pixel_offsets: np.ndarray | None = None,
-        mode: str = "fast",
+        mode: str = FAST,
         seed: int = 0,
         steps: int | None = None,
         temperature: float | None = None,
@@ -422,9 +422,9 @@ class HNDSRUpscaler(BatchUpscaleMixin):
             field = np.repeat(coords, rep, axis=0)
             cells = np.repeat(cell, rep, axis=0)
             off = np.repeat(offsets.reshape(n, 2).astype(np.int64), rep, axis=0)
-            if mode == "bicubic":
+            if mode == BICUBIC:
                 y = bicubic_at(x, torch.from_numpy(field))
-            elif mode == "fast":
+            elif mode == FAST:
                 y = self.net.fast(x, self._tensor(field, x), self._tensor(cells, x))
             else:
                 y = self._diffusion(x, field, cells, off, seed, steps, temperature)

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 
 from fastapi import Path, Query, Request
 from morecantile import TileMatrixSet, TileMatrixSets
 from rio_tiler.errors import TileOutsideBounds
 from titiler.core.dependencies import DefaultDependency
 
+from sr_engine.modes import RequestMode
 from tileserver.reader import SRConfig
 from tileserver.security import Allowlist
 from tileserver.sr_report import current_report
 
-SRMode = Literal["auto", "off", "bicubic", "fast", "diffusion"]
 TILEJSON_DEFAULT_TILESIZE = 512
 """TiTiler's tilejson advertises 512-px tiles unless ``tilesize`` is given."""
 
@@ -32,7 +32,7 @@ def advertised_tilesize(request: Request) -> int:
 
 
 SRModeQuery = Annotated[
-    SRMode,
+    RequestMode,
     Query(
         description="Super-resolution past native resolution: `auto` (the model's default "
         "mode, bicubic until a model is loaded), `off` (plain TiTiler tile), `bicubic` "
@@ -46,7 +46,7 @@ class SRParams(DefaultDependency):
     """The ``sr`` query parameter; ``as_dict`` gives the SR readers' init options with the
     SR configuration that the class is bound to (``sr_params_for``)."""
 
-    sr: SRModeQuery = "auto"
+    sr: SRModeQuery = RequestMode.AUTO
     request: Request = field(default=None, repr=False)  # type: ignore[arg-type]
     sr_config: ClassVar[SRConfig]
     pass_report: ClassVar[bool] = False
@@ -55,7 +55,7 @@ class SRParams(DefaultDependency):
     def as_dict(self, exclude_none: bool = True) -> dict:
         """Reader init options: mode, advertised tile size, the SR configuration."""
         options = {
-            "sr_mode": self.sr,
+            "sr_mode": str(self.sr),
             "advertised_tilesize": advertised_tilesize(self.request),
             "sr_config": self.sr_config,
         }

@@ -26,6 +26,7 @@ from titiler.mosaic.errors import MOSAIC_STATUS_CODES
 from titiler.mosaic.extensions.mosaicjson import MosaicJSONExtension
 from titiler.mosaic.factory import MosaicTilerFactory
 
+from sr_engine.modes import OFF
 from tileserver.dependencies import allowed_path, sr_params_for
 from tileserver.factories import SRTileJSONExtension
 from tileserver.mosaic_sr import MosaicGrid, MosaicWindowReader, SourceGrid, seamless_sr_tile
@@ -79,7 +80,7 @@ class AllowlistedMosaicBackend(MosaicJSONBackend):
         method = kwargs.get("pixel_selection", FirstMethod)
         first_valid = method is FirstMethod or isinstance(method, FirstMethod)
         reader = self.reader
-        sr_on = self.reader_options.get("sr_mode") != "off"
+        sr_on = self.reader_options.get("sr_mode") != OFF
         if issubclass(reader, MosaicWindowReader) and first_valid and sr_on:
             assets = self.assets_for_tile(x, y, z, **(search_options or {}))
             if not assets:

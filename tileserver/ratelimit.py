@@ -19,12 +19,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cache import BACKGROUND_RECOMPUTE
+from sr_engine.modes import MODEL_MODES
 from tileserver.auth import CLIENT_SCOPE_KEY, client_ip
 from tileserver.guards import ASGIApp, Message, Receive, Scope, Send, send_json
 
 log = logging.getLogger(__name__)
 
-MODEL_MODES = (b"fast", b"diffusion")
+MODEL_MODE_HEADERS = tuple(mode.encode() for mode in MODEL_MODES)
 """``X-SR-Mode`` values that ran the model (and cost a token)."""
 KEY_PREFIX = "hndsr:ratelimit:"
 
@@ -94,7 +95,7 @@ class ColdSRRateLimit:
             nonlocal ran_model
             if message["type"] == "http.response.start":
                 ran_model = any(
-                    name.lower() == b"x-sr-mode" and value in MODEL_MODES
+                    name.lower() == b"x-sr-mode" and value in MODEL_MODE_HEADERS
                     for name, value in message.get("headers", [])
                 )
             await send(message)
