@@ -299,6 +299,12 @@ class SRRuntime:
             in_flight = max(0.0, self._batch_seconds - (time.monotonic() - self._busy_since))
         return in_flight + batches_ahead * self._batch_seconds + self._queue.max_wait_s
 
+    def check_admission(self) -> None:
+        """Raise ``Overloaded`` when a foreground job submitted now would be refused, so a
+        caller can refuse before it prepares the job (reads its window)."""
+        with self._cond:
+            self._admit(background=False)
+
     def _admit(self, background: bool) -> None:
         if self._stopping or self._thread is None:
             raise Overloaded("the SR runtime is not running", retry_after=1.0)

@@ -18,7 +18,7 @@ from sr_engine.runtime import Overloaded
 from tests.apps.polling import wait_until
 from tests.apps.upscalers import FailOn, TestUpscaler
 from tileserver.settings import Settings
-from tileserver.sr_backend import SRBackend, SRInferenceError, job_key
+from tileserver.sr_backend import ResolvedMode, SRBackend, SRInferenceError, job_key
 
 SCALE = (2.7, 2.7)
 OUT = (256, 256)
@@ -32,7 +32,7 @@ def window(seed: int) -> np.ndarray:
 
 
 def tile(backend: SRBackend, lr: np.ndarray, mode: str) -> tuple[np.ndarray, str, str]:
-    return backend.upscale_tile(lr, FIELD, OFFSET, mode)
+    return backend.upscale_tile(lr, FIELD, OFFSET, backend.resolve(mode))
 
 
 @pytest.fixture
@@ -53,14 +53,18 @@ def make_backend(
     return backend
 
 
-def test_auto_keeps_the_model_halo_and_falls_back_to_bicubic_without_a_model() -> None:
+def test_resolve_gives_the_concrete_mode_and_only_auto_may_degrade() -> None:
     backend = make_backend(TestUpscaler())
-    assert backend.resolve("auto").mode == "auto"
-    assert backend.resolve("auto").halo == TestUpscaler.halo
-    assert backend.resolve("bicubic").mode == "bicubic"
+    assert backend.resolve("auto") == ResolvedMode("fast", TestUpscaler.halo, may_degrade=True)
+    assert backend.resolve("diffusion") == ResolvedMode("diffusion", TestUpscaler.halo)
+    assert backend.resolve("bicubic") == ResolvedMode("bicubic", BicubicUpscaler.halo)
     with pytest.raises(ModelUnavailableError):
         backend.resolve("nonsense")
     backend.drain()
+    without_model = SRBackend(Settings(model_path="/nonexistent/hndsr.safetensors"))  # type: ignore[call-arg]
+    assert without_model.resolve("auto") == ResolvedMode("bicubic", BicubicUpscaler.halo)
+    with pytest.raises(ModelUnavailableError):
+        without_model.resolve("fast")
 
 
 def test_identical_concurrent_tiles_run_the_model_once(gate: threading.Event) -> None:
@@ -104,6 +108,15 @@ def test_overload_degrades_auto_and_refuses_explicit_modes(gate: threading.Event
             with pytest.raises(Overloaded) as refused:
                 tile(backend, window(9), "fast")
             assert refused.value.retry_after >= 1
+            # the reader's check before its read refuses the same, and lets auto through
+            with pytest.raises(Overloaded):
+                backend.admit(backend.resolve("fast"))
+            backend.admit(backend.resolve("auto"))
+            token = BACKGROUND_RECOMPUTE.set(True)
+            try:
+                backend.admit(backend.resolve("fast"))  # background jobs have their own queue
+            finally:
+                BACKGROUND_RECOMPUTE.reset(token)
         finally:
             gate.set()
         assert all(future.result(timeout=30)[1] == "fast" for future in [held, *queued])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import diskcache
 import httpx
+import morecantile
 import pytest
 
-from tests.apps.http import TEST_APP, Knobs, centre_tiles, metric, tile_path
+from tests.apps.http import CENTRE, SCENE, TEST_APP, Knobs, centre_tiles, metric, tile_path
 from tests.apps.polling import wait_until
+from tests.plugins.remote_http import RemoteHTTP
 from tests.plugins.server import ServerPool
 
 INFERENCES = "hndsr_sr_inferences_total"
@@ -235,3 +238,129 @@ def test_sr_tiles_waiting_for_their_batch_hold_no_render_thread(
     responses = asyncio.run(run())
     assert [r.status_code for r in responses] == [200] * 6
     assert {r.headers["x-sr-mode"] for r in responses} == {"fast"}
+
+
+def test_an_explicit_mode_refused_by_the_runtime_reads_none_of_its_window(
+    live_server: Callable[..., str],
+    sample_scene: Path,
+    remote_http: RemoteHTTP,
+    tmp_path: Path,
+) -> None:
+    """The runtime's admission is asked before the window is read: an overloaded server
+    spends no read (here: no range request to nginx) on a tile it refuses. ``auto`` under
+    the same overload reads its window (for the bicubic answer): the control."""
+    scene = remote_http.root / "cogs" / "overload" / "scene.tif"
+    scene.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(sample_scene / SCENE, scene)
+    knobs = Knobs(tmp_path)
+    env = {
+        "HNDSR_DATA_DIR": str(sample_scene),
+        "HNDSR_ALLOWED_SOURCES": f"{sample_scene},{remote_http.nginx.url}/cogs/",
+        "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
+        "HNDSR_SR_QUEUE_LIMIT": "1",
+        "HNDSR_SR_MAX_BATCH": "1",
+        **knobs.env(),
+    }
+    base = live_server(env, app=TEST_APP)
+    url = f"{remote_http.nginx.url}/cogs/overload/scene.tif"
+    centre = morecantile.tms.get("WebMercatorQuad").tile(*CENTRE, 14)
+
+    def path(dx: int, dy: int, sr: str) -> str:
+        return (
+            f"/cog/tiles/WebMercatorQuad/14/{centre.x + dx}/{centre.y + dy}.png?url={url}&sr={sr}"
+        )
+
+    def window_reads() -> int:  # GDAL's range reads (the allowlist's lookups fetch 1 byte)
+        return sum(
+            int(line.split('" ', 1)[1].split()[1]) > 1
+            for line in remote_http.nginx.log_lines("GET /cogs/overload/scene.tif")
+        )
+
+    async def run() -> tuple[int, httpx.Response, int, httpx.Response]:
+        limits = httpx.Limits(max_connections=6)
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+            before = metric(base, INFERENCES, mode="fast")
+            held = asyncio.create_task(client.get(path(0, 0, "fast")))
+            while metric(base, INFERENCES, mode="fast") == before:
+                await asyncio.sleep(0.05)
+            queued = asyncio.create_task(client.get(path(1, 0, "fast")))
+            while metric(base, "hndsr_sr_queue_depth") < 1:
+                await asyncio.sleep(0.05)
+            reads = window_reads()
+            refused = await client.get(path(-12, -12, "fast"))
+            after_refused = window_reads()
+            degraded = await client.get(path(12, 12, "auto"))
+            after_degraded = window_reads()
+            knobs.open_gate()
+            await asyncio.gather(held, queued)
+            return after_refused - reads, refused, after_degraded - after_refused, degraded
+
+    knobs.close_gate()
+    try:
+        refused_reads, refused, degraded_reads, degraded = asyncio.run(run())
+    finally:
+        knobs.open_gate()
+    assert refused.status_code == 503, refused.text
+    assert "queue is full" in refused.json()["detail"]
+    assert refused_reads == 0
+    assert degraded.headers["x-sr-mode"] == "degraded-bicubic"
+    assert degraded_reads > 0
+
+
+def test_an_explicit_mode_is_refused_before_it_waits_for_a_render_thread(
+    live_server: Callable[..., str], sample_scene: Path, remote_http: RemoteHTTP, tmp_path: Path
+) -> None:
+    """Once a dataset's first SR zoom is known, a cold ``sr=fast`` tile that the SR
+    runtime would refuse gets its 503 at once, even while the one render thread is held by
+    a slow remote read (6 s): it waits for no thread and opens nothing."""
+    knobs = Knobs(tmp_path)
+    slow = f"{remote_http.slow.url}/get/scene.tif"  # the lookup answers, GDAL's reads wait
+    env = {
+        "HNDSR_DATA_DIR": str(sample_scene),
+        "HNDSR_ALLOWED_SOURCES": f"{sample_scene},{remote_http.slow.url}/get/",
+        "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
+        "HNDSR_RENDER_THREADS": "1",
+        "HNDSR_RENDER_QUEUE_WAIT_S": "0",  # only the SR runtime refuses
+        "HNDSR_SR_QUEUE_LIMIT": "1",
+        "HNDSR_SR_MAX_BATCH": "1",
+        "HNDSR_REMOTE_TIMEOUT_S": "10",
+        "HNDSR_REMOTE_MAX_RETRY": "0",
+        **knobs.env(),
+    }
+    base = live_server(env, app=TEST_APP)
+    first, held, queued, refused = centre_tiles(14, 4)
+    assert httpx.get(base + tile_path(sample_scene, *first, sr="fast"), timeout=60).is_success
+
+    async def run() -> tuple[httpx.Response, float]:
+        limits = httpx.Limits(max_connections=6)
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+            before = metric(base, INFERENCES, mode="fast")
+            tasks = [asyncio.create_task(client.get(tile_path(sample_scene, *held, sr="fast")))]
+            while metric(base, INFERENCES, mode="fast") == before:
+                await asyncio.sleep(0.05)
+            tasks.append(
+                asyncio.create_task(client.get(tile_path(sample_scene, *queued, sr="fast")))
+            )
+            while metric(base, "hndsr_sr_queue_depth") < 1:
+                await asyncio.sleep(0.05)
+            slow_path = f"/cog/tiles/WebMercatorQuad/14/{first[1]}/{first[2]}.png?url={slow}"
+            tasks.append(asyncio.create_task(client.get(slow_path)))
+            while len(remote_http.slow.requests) == 0:  # the thread is in GDAL's read
+                await asyncio.sleep(0.05)
+            started = asyncio.get_running_loop().time()
+            response = await client.get(tile_path(sample_scene, *refused, sr="fast"))
+            elapsed = asyncio.get_running_loop().time() - started
+            knobs.open_gate()
+            await asyncio.gather(*tasks)
+            return response, elapsed
+
+    knobs.close_gate()
+    try:
+        response, elapsed = asyncio.run(run())
+    finally:
+        knobs.open_gate()
+    print(f"refused in {elapsed:.2f} s while the render thread read a slow remote")
+    assert response.status_code == 503, response.text
+    assert "queue is full" in response.json()["detail"]
+    assert int(response.headers["retry-after"]) >= 1
+    assert elapsed < 1.0

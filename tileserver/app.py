@@ -48,6 +48,7 @@ from tileserver.reader import SRConfig, SRReader, SRSTACReader
 from tileserver.remote_setup import build_allowlist
 from tileserver.routes import RequestMetricsMiddleware, router
 from tileserver.settings import Settings, get_settings
+from tileserver.sr_admission import EarlySRAdmission
 from tileserver.sr_backend import Loader, SRBackend, sr_lifespan
 from tileserver.sr_report import SRReportMiddleware
 from tileserver.static import mount_web_map
@@ -175,6 +176,10 @@ def create_app(
         capacity=settings.render_threads + settings.render_queue,
         threads=settings.render_threads,
         queue_wait_s=settings.render_queue_wait_s,
+    )
+    # explicit model modes the SR runtime refuses now: 503 before waiting for a thread
+    app.add_middleware(
+        EarlySRAdmission, backend=sr_config.backend, memo=sr_config.sr_zooms, allowlist=allowlist
     )
     app.add_middleware(SRReportMiddleware)
     if settings.rate_limit_per_minute > 0:  # behind the tile cache: hits never count

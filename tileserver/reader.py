@@ -33,12 +33,13 @@ from scipy import ndimage
 
 from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.interface import regular_field
+from sr_engine.modes import AUTO, OFF
 from tileserver.limits import ReadLimits, clipped_part, dataset_window, output_size
 from tileserver.profiles import DatasetProfile, ProfileCache
 from tileserver.security import Allowlist
 from tileserver.sr_backend import SRBackend
 from tileserver.sr_report import SRReport, current_report
-from tileserver.sr_zooms import ZoomInfo, zoom_info
+from tileserver.sr_zooms import SRZoomMemo, ZoomInfo, zoom_info
 from tileserver.tile_geometry import (
     Frame,
     Grid,
@@ -63,6 +64,8 @@ class SRConfig:
     read_limits: ReadLimits = field(default_factory=ReadLimits)
     profiles: ProfileCache = field(default_factory=ProfileCache)
     """The application's dataset profiles (normalization range, kind)."""
+    sr_zooms: SRZoomMemo = field(default_factory=SRZoomMemo)
+    """First super-resolved zoom per dataset, TMS and tile size (early SR admission)."""
 
 
 def _fill_masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -103,7 +106,7 @@ class SRReader(Reader):
             given explicitly where rio-tiler reads in its own thread pool, e.g. STAC assets).
     """
 
-    sr_mode: str = attr.ib(default="auto", kw_only=True)
+    sr_mode: str = attr.ib(default=AUTO, kw_only=True)
     advertised_tilesize: int = attr.ib(default=256, kw_only=True)
     sr_config: SRConfig = attr.ib(kw_only=True)
     sr_report: SRReport | None = attr.ib(default=None, kw_only=True)
@@ -170,7 +173,7 @@ class SRReader(Reader):
         scale = (self.grid.res_x / frame.res_x, self.grid.res_y / frame.res_y)
         report = self.report
         if not self._should_super_resolve(scale):
-            report.record("off", scale, "none")
+            report.record(OFF, scale, "none")
             return super().tile(
                 tile_x,
                 tile_y,
@@ -221,11 +224,11 @@ class SRReader(Reader):
         )
 
     def _should_super_resolve(self, scale: tuple[float, float]) -> bool:
-        if self.sr_mode == "off" or max(scale) <= self.sr_config.min_scale:
+        if self.sr_mode == OFF or max(scale) <= self.sr_config.min_scale:
             return False
         if self.profile.categorical:
             return False
-        return not (self.sr_mode == "auto" and self.profile.continuous_single_band)
+        return not (self.sr_mode == AUTO and self.profile.continuous_single_band)
 
     def _super_resolve(
         self,
@@ -241,13 +244,16 @@ class SRReader(Reader):
         global grid of the maximum scale, and bicubic at exact coordinates finishes.
         """
         backend, role = self.sr_config.backend, self.report.model_role
+        memo_key = (str(self.input), self.tms.id or "", self.advertised_tilesize)
+        self.sr_config.sr_zooms.record(memo_key, self.zoom_info.sr_from_zoom)
         resolved = backend.resolve(self.sr_mode, role)
+        backend.admit(resolved)  # an overloaded runtime refuses before the read
         halo = max(resolved.halo, int(read_options.get("padding") or 0))
         max_scale = self.sr_config.max_scale
         if max(scale) <= max_scale:
             data, coords, valid, meta = self._read_source(frame, indexes, read_options, halo)
             hr, mode, model = backend.upscale_tile(
-                data, coords, self._pixel_offset(frame), resolved.mode, role
+                data, coords, self._pixel_offset(frame), resolved, role
             )
             return self._to_image(hr, valid, frame, meta), mode, model
         mid_grid = Grid(
@@ -260,7 +266,7 @@ class SRReader(Reader):
         mid_frame = window_frame(mid_grid, finish)
         data, coords, valid, meta = self._read_source(mid_frame, indexes, read_options, halo)
         mid, mode, model = backend.upscale_tile(
-            data, coords, self._pixel_offset(mid_frame), resolved.mode, role
+            data, coords, self._pixel_offset(mid_frame), resolved, role
         )
         field = regular_field(np.asarray([finish.origin]), finish.scale, finish.out_shape)[0]
         hr = backend.bicubic_tile(mid, field)
@@ -360,7 +366,7 @@ class SRSTACReader(STACReader):
     assets with ``SRReader`` and advertising its SR zooms."""
 
     reader: type[Reader] = attr.ib(default=SRReader)
-    sr_mode: str = attr.ib(default="auto", kw_only=True)
+    sr_mode: str = attr.ib(default=AUTO, kw_only=True)
     advertised_tilesize: int = attr.ib(default=256, kw_only=True)
     sr_config: SRConfig = attr.ib(kw_only=True)
 

@@ -33,7 +33,7 @@ import numpy as np
 from fastapi import FastAPI
 
 from cache import BACKGROUND_RECOMPUTE, SingleFlight
-from sr_engine import DEGRADED_MODE, BicubicUpscaler, ModelUnavailableError, Upscaler, load_model
+from sr_engine import BicubicUpscaler, ModelUnavailableError, Upscaler, load_model
 from sr_engine.device import device_config
 from sr_engine.metrics import (
     MODEL_INFO,
@@ -44,6 +44,7 @@ from sr_engine.metrics import (
     SR_INFERENCES,
     SR_TILES,
 )
+from sr_engine.modes import AUTO, BICUBIC, DEGRADED_MODE
 from sr_engine.runtime import Overloaded, SRRuntime, UnknownModel
 from sr_engine.shadow import ShadowRunner
 from tileserver.canary import CANARY, CHAMPION, MODEL_ROLE, SHADOW
@@ -78,14 +79,13 @@ class SRInferenceError(ModelUnavailableError):
 
 @dataclass(frozen=True)
 class ResolvedMode:
-    """What a request will run and the LR halo (pixels each side) its window needs.
-
-    ``mode`` is ``bicubic``, a model mode, or ``auto`` (the model's default mode, which may
-    degrade to bicubic under overload); ``upscale_tile`` returns the mode it applied.
-    """
+    """What a request runs: the concrete ``mode`` (``bicubic`` or a model mode), the LR
+    ``halo`` (pixels each side) its window needs, and whether it may degrade to bicubic
+    when the model cannot serve it in time (``sr=auto``) rather than answer 503."""
 
     mode: str
     halo: int
+    may_degrade: bool = False
 
 
 def job_key(
@@ -336,51 +336,65 @@ class SRBackend:
 
     # -- tiles -----------------------------------------------------------------------------
     def resolve(self, requested: str, role: str | None = None) -> ResolvedMode:
-        """Check that ``auto|bicubic|fast|diffusion`` can run; ``ModelUnavailableError`` if not.
+        """The concrete mode that ``auto|bicubic|fast|diffusion`` runs for ``role``
+        (default: the request's ``MODEL_ROLE``); ``ModelUnavailableError`` if it cannot.
 
-        ``role`` defaults to the request's ``MODEL_ROLE``.
+        ``auto`` is the model's default mode (may degrade), or bicubic without a model.
         """
         model = self.for_role(role or MODEL_ROLE.get())
-        if requested == "bicubic" or (requested == "auto" and model is None):
-            return ResolvedMode("bicubic", self.bicubic.halo)
-        if model is None or (requested != "auto" and requested not in model.modes):
+        if requested == BICUBIC or (requested == AUTO and model is None):
+            return ResolvedMode(BICUBIC, self.bicubic.halo)
+        if model is None or (requested != AUTO and requested not in model.modes):
             raise ModelUnavailableError(self.model_error or f"mode {requested!r} is not loaded")
+        if requested == AUTO:
+            return ResolvedMode(model.default_mode, model.halo, may_degrade=True)
         return ResolvedMode(requested, model.halo)
+
+    def admit(self, resolved: ResolvedMode) -> None:
+        """Refuse (``Overloaded``: 503) a model mode that may not degrade when the runtime
+        would refuse it now, before the caller reads its window; a refusal after the read
+        costs an overloaded server the read of every tile it refuses."""
+        runtime = self.runtime
+        if resolved.mode == BICUBIC or resolved.may_degrade or runtime is None:
+            return
+        if not BACKGROUND_RECOMPUTE.get():
+            runtime.check_admission()
 
     def upscale_tile(
         self,
         lr: np.ndarray,
         coords: np.ndarray,
         pixel_offset: tuple[int, int],
-        mode: str,
+        resolved: ResolvedMode,
         role: str | None = None,
     ) -> tuple[np.ndarray, str, str]:
         """Upscale one float32 (C, h, w) LR window in [0, 1] at ``coords`` (H, W, 2); see
         ``sr_engine.interface``.
 
-        ``mode`` comes from ``resolve``; ``role`` (default: the request's ``MODEL_ROLE``)
-        picks the served model. Returns ``(hr (C, H, W) float32, applied mode, model
-        version)``; the applied mode is ``degraded-bicubic`` when ``auto`` fell back.
+        ``resolved`` comes from ``resolve``; ``role`` (default: the request's
+        ``MODEL_ROLE``) picks the served model. Returns ``(hr (C, H, W) float32, applied
+        mode, model version)``; the applied mode is ``degraded-bicubic`` when ``auto`` fell
+        back.
         """
         role = role or MODEL_ROLE.get()
-        runtime, model = self.runtime, self.for_role(role)
-        if mode == "bicubic" or (mode == "auto" and (runtime is None or model is None)):
+        runtime, model, mode = self.runtime, self.for_role(role), resolved.mode
+        usable = runtime is not None and model is not None and mode in model.modes
+        if mode == BICUBIC or (resolved.may_degrade and not usable):
             hr = self.bicubic_tile(lr, coords)
-            SR_INFERENCES.labels("bicubic", self.bicubic.version).inc()
-            SR_TILES.labels("bicubic", self.bicubic.version).inc()
-            return hr, "bicubic", self.bicubic.version
-        if runtime is None or model is None or (mode != "auto" and mode not in model.modes):
+            SR_INFERENCES.labels(BICUBIC, self.bicubic.version).inc()
+            SR_TILES.labels(BICUBIC, self.bicubic.version).inc()
+            return hr, BICUBIC, self.bicubic.version
+        if runtime is None or model is None or not usable:
             raise ModelUnavailableError(self.model_error or f"mode {mode!r} is not loaded")
-        run_mode = model.default_mode if mode == "auto" else mode
         background = BACKGROUND_RECOMPUTE.get()
         version = model.version
-        key = (job_key(lr, coords, pixel_offset, run_mode, version), background)
+        key = (job_key(lr, coords, pixel_offset, mode, version), background)
         del model  # a reload frees the old model once in-flight jobs are done
 
         def compute() -> np.ndarray:
             runtime.start()  # no-op once started; covers apps run without their lifespan
             future = runtime.submit(
-                lr, coords, None, pixel_offset, run_mode, background=background, model=version
+                lr, coords, None, pixel_offset, mode, background=background, model=version
             )
             return future.result()
 
@@ -388,22 +402,22 @@ class SRBackend:
             with render_thread_lent():  # waiting for the batch holds no render slot
                 hr, shared = self.flights.run(key, compute)
         except UnknownModel:  # retired by a reload since the lookup: the role's new model
-            return self.upscale_tile(lr, coords, pixel_offset, mode, role)
+            return self.upscale_tile(lr, coords, pixel_offset, resolved, role)
         except Overloaded:
-            if mode != "auto":
+            if not resolved.may_degrade:
                 raise
             return self._degraded(lr, coords)
         except ModelUnavailableError:
             raise
         except Exception as exc:
-            if mode != "auto":
-                raise SRInferenceError(f"the {run_mode} model failed on this tile") from exc
+            if not resolved.may_degrade:
+                raise SRInferenceError(f"the {mode} model failed on this tile") from exc
             return self._degraded(lr, coords)
         if shared:
             SR_COALESCED.inc()
         elif not background:
-            self._offer_shadow(key[0], lr, coords, pixel_offset, run_mode, hr)
-        return hr, run_mode, version
+            self._offer_shadow(key[0], lr, coords, pixel_offset, mode, hr)
+        return hr, mode, version
 
     def _offer_shadow(
         self,

@@ -1,4 +1,5 @@
-"""Zoom facts of a dataset in one TMS: native zoom, first super-resolved zoom, SR maxzoom.
+"""Zoom facts of a dataset in one TMS: native zoom, first super-resolved zoom, SR maxzoom;
+and the memo of first super-resolved zooms that readers found (``SRZoomMemo``).
 
 A function of the dataset's native resolution and zoom, the TMS, the advertised tile size
 and the SR scales; the readers use it for their maxzoom, and the tilejson and WMTS
@@ -7,8 +8,10 @@ descriptions compute it from the source they open (``tileserver.factories``).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from morecantile import TileMatrixSet
 
 from tileserver.tile_geometry import sr_zoom_range
@@ -50,3 +53,26 @@ def zoom_info(
         maxzoom=max(native_zoom, deepest),
         tilesize=tilesize,
     )
+
+
+MemoKey = tuple[str, str, int]
+"""(canonical dataset URL, TMS id, advertised tile size)."""
+
+
+class SRZoomMemo:
+    """The first super-resolved zoom of each dataset, TMS and tile size, as readers found
+    it; entries expire after ``ttl_s`` (a replaced file may have another resolution)."""
+
+    def __init__(self, max_entries: int = 1024, ttl_s: float = 600.0) -> None:
+        self._zooms: TTLCache[MemoKey, int] = TTLCache(max_entries, ttl_s)
+        self._lock = threading.Lock()
+
+    def record(self, key: MemoKey, sr_from_zoom: int) -> None:
+        """Remember that tiles of ``key`` from ``sr_from_zoom`` on are super-resolved."""
+        with self._lock:
+            self._zooms[key] = sr_from_zoom
+
+    def sr_from_zoom(self, key: MemoKey) -> int | None:
+        """The first super-resolved zoom of ``key``, or ``None`` when not known."""
+        with self._lock:
+            return self._zooms.get(key)
