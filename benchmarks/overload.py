@@ -11,6 +11,7 @@ python -m benchmarks.overload [--tiles 300] [--zoom 14] [--after 15]
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 import time
 from collections import Counter
@@ -69,6 +70,12 @@ def server_process() -> psutil.Process:
     return children[-1]
 
 
+def refusal_cause(body: bytes) -> str:
+    """Who refused a 503: the render gate (before any work) or the SR runtime."""
+    detail = json.loads(body or b"{}").get("detail", "")
+    return "render gate" if "server busy" in detail else "SR runtime"
+
+
 def burst(
     base: str,
     mode: str,
@@ -92,6 +99,12 @@ def burst(
     if refused:
         p50, p99 = percentile(refused, 50), percentile(refused, 99)
         print(f"  503 latency p50 {p50:.2f} s, p99 {p99:.2f} s")
+        by_cause: dict[str, list[float]] = {}
+        for r in results:
+            if r.status == 503:
+                by_cause.setdefault(refusal_cause(r.body), []).append(r.seconds)
+        for cause, times in sorted(by_cause.items()):
+            print(f"    {cause}: {len(times)}, p99 {percentile(times, 99):.2f} s")
     peak = max(sampler.rss + [rss_before, rss_after])
     print(
         f"  RSS before {rss_before / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB, "
