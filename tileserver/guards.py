@@ -36,20 +36,9 @@ def limit_render_threads(threads: int) -> None:
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
 
 
-_lent_threads = 0
-"""Render threads lent by waiting SR tiles right now (changed on the event loop only)."""
-
-
 def _grow_render_threads(by: int) -> None:
-    global _lent_threads
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(1, int(limiter.total_tokens) + by)
-    _lent_threads += by
-
-
-def lent_render_threads() -> int:
-    """Render threads lent right now (each by a request that only waits for its SR batch)."""
-    return _lent_threads
 
 
 @contextmanager
@@ -138,11 +127,11 @@ class RenderGate:
     its response by then).
 
     The wait is estimated from the queue depth: a request with ``n`` requests ahead of it
-    beyond the threads (and the threads lent by requests that only wait for their SR batch,
-    ``render_thread_lent``) waits about ``n / threads`` running times (an EWMA of the dataset
-    requests' durations; before the first has finished, the age of the oldest in flight, a
-    lower bound). A request that finds a thread free is always admitted, so the estimate
-    cannot refuse an idle server.
+    beyond the render-thread bound (``threads`` plus those lent by requests that only wait
+    for their SR batch, ``render_thread_lent``) waits about ``n / threads`` running times
+    (an EWMA of the dataset requests' durations; before the first has finished, the age of
+    the oldest in flight, a lower bound). A request that finds a thread free is always
+    admitted, so the estimate cannot refuse an idle server.
 
     A request past its deadline is abandoned, not interrupted: its worker thread finishes
     the read in the background and still counts against ``capacity`` until it does, so
@@ -176,8 +165,10 @@ class RenderGate:
         return len(self._started)
 
     def expected_queue_wait(self) -> float:
-        """Seconds a dataset request arriving now is expected to wait for a render thread."""
-        ahead = self.in_flight + 1 - self.threads - lent_render_threads()
+        """Seconds a dataset request arriving now is expected to wait for a render thread
+        (call on the event loop: the bound is its anyio thread limiter's)."""
+        bound = anyio.to_thread.current_default_thread_limiter().total_tokens  # lent included
+        ahead = self.in_flight + 1 - int(bound)
         if ahead <= 0:
             return 0.0
         running = self.running_s

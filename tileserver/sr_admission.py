@@ -11,13 +11,14 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cache.keys import parse_tile_request
+from sr_engine import ModelUnavailableError
 from sr_engine.modes import MODEL_MODES
 from sr_engine.runtime import Overloaded
 from tileserver.errors import SourceNotAllowedError
 from tileserver.guards import send_json
 from tileserver.http_middleware import HTTPMiddleware
 from tileserver.security import Allowlist
-from tileserver.sr_backend import ResolvedMode, SRBackend
+from tileserver.sr_backend import SRBackend
 from tileserver.sr_zooms import SRZoomMemo
 
 
@@ -54,7 +55,11 @@ class EarlySRAdmission(HTTPMiddleware):
         if first is None or first < 0 or tile.z < first:
             return None
         try:
-            self.backend.admit(ResolvedMode(tile.sr, halo=0))
+            resolved = self.backend.resolve(tile.sr)
+        except ModelUnavailableError:  # no such model: the route answers its 503
+            return None
+        try:
+            self.backend.admit(resolved)
         except Overloaded as refused:
             return refused
         return None
