@@ -1,9 +1,10 @@
 """Overload: 300 concurrent distinct cold SR tiles (``auto``, then ``fast``) against one server.
 
 The ``auto`` burst is at ``--zoom``, the ``fast`` one at the next zoom (distinct tiles).
-Prints per burst the status counts, p50/p99 latency (all answers, and the 503s alone), the
-server's RSS before/peak/after, /healthz p99 while the burst runs, and how many explicit
-``sr=fast`` tiles succeed 15 s after it (an idle server must admit them).
+Prints per burst the status counts, p50/p99 latency (all answers, the 503s by who refused,
+and the degraded-bicubic answers), the server's RSS before/peak/after, /healthz p99 while
+the burst runs, and how many explicit ``sr=fast`` tiles succeed 15 s after it (an idle
+server must admit them).
 
 python -m benchmarks.overload [--tiles 300] [--zoom 14] [--after 15]
 """
@@ -105,6 +106,10 @@ def burst(
                 by_cause.setdefault(refusal_cause(r.body), []).append(r.seconds)
         for cause, times in sorted(by_cause.items()):
             print(f"    {cause}: {len(times)}, p99 {percentile(times, 99):.2f} s")
+    degraded = [r.seconds for r in results if r.headers.get("x-sr-mode") == "degraded-bicubic"]
+    if degraded:
+        p50, p99 = percentile(degraded, 50), percentile(degraded, 99)
+        print(f"  degraded-bicubic latency p50 {p50:.2f} s, p99 {p99:.2f} s")
     peak = max(sampler.rss + [rss_before, rss_after])
     print(
         f"  RSS before {rss_before / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB, "
