@@ -1,12 +1,15 @@
 """Overload: 300 concurrent distinct cold SR tiles (``auto``, then ``fast``) against one server.
 
 The ``auto`` burst is at ``--zoom``, the ``fast`` one at the next zoom (distinct tiles).
+First the server serves ``--warm`` cold SR tiles one at a time, as a server that has seen
+traffic has: a fresh server knows no request's running time and admits only what finds a
+render thread free (``--warm 0`` measures that first burst).
 Prints per burst the status counts, p50/p99 latency (all answers, the 503s by who refused,
 and the degraded-bicubic answers), the server's RSS before/peak/after, /healthz p99 while
 the burst runs, and how many explicit ``sr=fast`` tiles succeed 15 s after it (an idle
 server must admit them).
 
-python -m benchmarks.overload [--tiles 300] [--zoom 14] [--after 15]
+python -m benchmarks.overload [--tiles 300] [--zoom 14] [--after 15] [--warm 10]
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=300)
     parser.add_argument("--zoom", type=int, default=14)
     parser.add_argument("--after", type=float, default=15.0, help="idle seconds before the check")
+    parser.add_argument("--warm", type=int, default=10, help="cold SR tiles served first, serially")
     args = parser.parse_args()
     # distinct cold tiles for each burst (the auto burst's tiles are recomputed and cached)
     bursts = {
@@ -140,6 +144,11 @@ def main() -> None:
     }
     checks = centre_tiles(args.zoom + 2, 10)  # never part of a burst: cold when checked
     with serve() as base:
+        if args.warm:
+            warm = [tile_path(*t, sr="auto") for t in centre_tiles(args.zoom - 1, args.warm)]
+            served, _ = fetch_all(base, warm, concurrency=1)
+            modes = Counter(r.headers.get("x-sr-mode", str(r.status)) for r in served)
+            print(f"warm-up: {len(warm)} cold z{args.zoom - 1} tiles one at a time, {dict(modes)}")
         for index, (mode, tiles) in enumerate(bursts.items()):
             burst(base, mode, tiles, args.after, checks[5 * index : 5 * index + 5])
 

@@ -153,6 +153,28 @@ def _touching(
     return [t for t in tiles if mask[t.y - min_y, t.x - min_x]]
 
 
+BUSY_RETRIES = 5
+"""Times a tile answered 503 + ``Retry-After`` (a busy server) is asked again."""
+MAX_BUSY_WAIT_S = 10.0
+"""Longest wait before asking a busy server again."""
+
+
+async def get_when_not_busy(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    """GET ``path``; a 503 with ``Retry-After`` is retried after that wait (at most
+    ``BUSY_RETRIES`` times, each wait capped at ``MAX_BUSY_WAIT_S``)."""
+    response = await client.get(path)
+    for _ in range(BUSY_RETRIES):
+        try:
+            wait = float(response.headers["retry-after"])
+        except (KeyError, ValueError):
+            return response
+        if response.status_code != 503:
+            return response
+        await asyncio.sleep(min(max(wait, 0.0), MAX_BUSY_WAIT_S))
+        response = await client.get(path)
+    return response
+
+
 @dataclass
 class Summary:
     """Counts of a pre-warm run."""
@@ -218,7 +240,7 @@ async def run_prewarm(
         for tile in queue:
             if stop is not None and stop.is_set():
                 return
-            response = await client.get(source.path(tile))
+            response = await get_when_not_busy(client, source.path(tile))
             summary.statuses[response.status_code] = (
                 summary.statuses.get(response.status_code, 0) + 1
             )

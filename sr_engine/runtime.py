@@ -14,6 +14,7 @@ default and retires the old one, which is dropped once no queued or running job 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import threading
@@ -21,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,7 +52,7 @@ from sr_engine.metrics import (
 log = logging.getLogger(__name__)
 
 EWMA_WEIGHT = 0.2
-"""Weight of the newest batch in the running estimate of batch duration."""
+"""Weight of the newest batch in the running estimate of the model time per job."""
 
 
 class Overloaded(ModelUnavailableError):
@@ -67,6 +69,25 @@ class Overloaded(ModelUnavailableError):
 
 class UnknownModel(ModelUnavailableError):
     """A job named a model version the runtime does not hold (retired meanwhile)."""
+
+
+@dataclass
+class AdmissionTicket:
+    """The runtime's answer to a request that asked before its window was read
+    (``SRRuntime.reserve``): ``admitted`` holds a place in the queue estimate until the
+    request's job is submitted (then admitted without a second check) or the ticket is
+    released; a refused ticket tells ``sr=auto`` to degrade at once."""
+
+    admitted: bool
+    refusal: Overloaded | None = None
+    """Why it was refused."""
+    used: bool = False
+
+
+ADMISSION: contextvars.ContextVar[AdmissionTicket | None] = contextvars.ContextVar(
+    "sr_admission", default=None
+)
+"""The current request's ticket (set by the server's early admission)."""
 
 
 class SRRuntime:
@@ -103,10 +124,17 @@ class SRRuntime:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._busy_since: float | None = None
+        self._busy_jobs = 0
+        """Jobs in the running batch."""
+        self._reserved = 0
+        """Admitted tickets whose job is not submitted yet (requests reading their window)."""
         self._busy_foreground = False
         """The running batch holds a foreground job (background-only batches do not block
         admission of an otherwise idle runtime)."""
-        self._batch_seconds: float | None = None
+        self._job_seconds: float | None = None
+        """EWMA of a batch's duration per job: batches vary in size (a warm-up batch holds
+        one job, a loaded runtime's hold ``max_batch``), so an estimate per batch would
+        count a queue of eight jobs as one warm-up batch."""
         self._buffers: dict[tuple[int, ...], np.ndarray] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -263,8 +291,10 @@ class SRRuntime:
             background=background,
             enqueued=time.monotonic(),
         )
+        ticket = None if background else ADMISSION.get()
         with self._cond:
-            if admit:
+            reserved = ticket is not None and self._use_locked(ticket)
+            if admit and not reserved:
                 self._admit(background)
             if version not in self._models:
                 raise UnknownModel(f"model {version} was retired")
@@ -291,19 +321,46 @@ class SRRuntime:
             return self._expected_wait_locked()
 
     def _expected_wait_locked(self) -> float:
-        if self._batch_seconds is None:
+        per_job = self._job_seconds
+        if per_job is None:
             return 0.0
-        batches_ahead = self._queue.foreground_count // self.max_batch + 1
         in_flight = 0.0
         if self._busy_since is not None:
-            in_flight = max(0.0, self._batch_seconds - (time.monotonic() - self._busy_since))
-        return in_flight + batches_ahead * self._batch_seconds + self._queue.max_wait_s
+            running = self._busy_jobs * per_job
+            in_flight = max(0.0, running - (time.monotonic() - self._busy_since))
+        jobs_ahead = self._queue.foreground_count + self._reserved + 1  # this job included
+        return in_flight + jobs_ahead * per_job + self._queue.max_wait_s
 
     def check_admission(self) -> None:
         """Raise ``Overloaded`` when a foreground job submitted now would be refused, so a
         caller can refuse before it prepares the job (reads its window)."""
         with self._cond:
             self._admit(background=False)
+
+    def reserve(self) -> AdmissionTicket:
+        """Admit a foreground job before it is prepared: an admitted ticket counts as a
+        queued job in the estimate until its job is submitted (under ``ADMISSION``) or it
+        is ``release``d, so a burst arriving at an empty queue is not admitted whole."""
+        with self._cond:
+            try:
+                self._admit(background=False)
+            except Overloaded as refused:
+                return AdmissionTicket(admitted=False, refusal=refused)
+            self._reserved += 1
+            return AdmissionTicket(admitted=True)
+
+    def release(self, ticket: AdmissionTicket) -> None:
+        """Give back an admitted ticket whose job was never submitted (no-op otherwise)."""
+        with self._cond:
+            self._use_locked(ticket)
+
+    def _use_locked(self, ticket: AdmissionTicket) -> bool:
+        """Consume an admitted, unused ticket; True if it was one."""
+        if not ticket.admitted or ticket.used:
+            return False
+        ticket.used = True
+        self._reserved -= 1
+        return True
 
     def _admit(self, background: bool) -> None:
         if self._stopping or self._thread is None:
@@ -314,9 +371,11 @@ class SRRuntime:
             return
         wait = self._expected_wait_locked()
         retry_after = max(1.0, math.ceil(wait))
-        if self._queue.foreground_count >= self.queue_limit:
+        if self._queue.foreground_count + self._reserved >= self.queue_limit:
             raise Overloaded(f"the SR queue is full ({self.queue_limit} jobs)", retry_after)
-        idle = not self._busy_foreground and self._queue.foreground_count == 0
+        idle = (
+            not self._busy_foreground and self._queue.foreground_count == 0 and not self._reserved
+        )
         # a runtime idle in the foreground admits whatever its estimate says (background
         # recomputations yield to it); the estimate only moves when a
         # batch runs, so refusing here could refuse forever after one slow burst
@@ -333,6 +392,7 @@ class SRRuntime:
                 if not jobs:
                     return
                 self._busy_since = time.monotonic()
+                self._busy_jobs = len(jobs)
                 self._busy_foreground = any(not job.background for job in jobs)
                 SR_QUEUE_DEPTH.set(len(self._queue))
             started = time.monotonic()
@@ -342,12 +402,13 @@ class SRRuntime:
                 self._jobs_of[jobs[0].key.model] -= len(jobs)
                 self._drop_retired_locked()
                 self._busy_since = None
+                self._busy_jobs = 0
                 self._busy_foreground = False
-                previous = self._batch_seconds
-                self._batch_seconds = (
-                    elapsed
+                per_job, previous = elapsed / len(jobs), self._job_seconds
+                self._job_seconds = (
+                    per_job
                     if previous is None
-                    else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * elapsed
+                    else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * per_job
                 )
                 self._cond.notify_all()
             deliver()  # after the estimate: a caller that got its tile sees the new estimate

@@ -25,7 +25,7 @@ from rio_tiler.io import Reader
 
 from cache.cli import plan_prewarm
 from cache.keys import dataset_hash, normalize_url, parse_key
-from cache.prewarm import TileSource, dataset_bounds, plan_tiles
+from cache.prewarm import TileSource, dataset_bounds, get_when_not_busy, plan_tiles
 from cache.prewarm_queue import GROUP, enqueue
 from tests.apps.http import CENTRE, SCENE, TEST_APP
 from tests.test_mosaic import BOUNDARY_COL, WIDTH, cut
@@ -303,3 +303,26 @@ def test_prewarm_of_a_mosaic_over_http(mosaic_dir: Path, tmp_path: Path, remote_
     assert (
         refused.returncode == 1 and f"failed {total} (statuses {{403: {total}}})" in refused.stdout
     )
+
+
+def test_a_busy_answer_is_asked_again_after_its_retry_after() -> None:
+    """The render gate answers a burst beyond its threads 503 + Retry-After; a pre-warm
+    asks again after that wait instead of counting the tile failed."""
+    answers = iter([(503, {"retry-after": "0"}), (503, {"retry-after": "0"}), (200, {})])
+    seen: list[str] = []
+
+    async def app(scope, receive, send) -> None:  # a server busy twice, then serving
+        status, headers = next(answers)
+        seen.append(scope["path"])
+        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": b"tile"})
+
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://prewarm") as client:
+            return await get_when_not_busy(client, "/cog/tiles/1/0/0.png")
+
+    response = asyncio.run(run())
+    assert response.status_code == 200 and response.content == b"tile"
+    assert seen == ["/cog/tiles/1/0/0.png"] * 3

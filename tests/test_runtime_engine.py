@@ -12,7 +12,7 @@ import pytest
 
 from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.interface import regular_field
-from sr_engine.runtime import Overloaded, SRRuntime
+from sr_engine.runtime import ADMISSION, Overloaded, SRRuntime
 from tests.apps.polling import wait_until
 from tests.apps.upscalers import FailOn, TestUpscaler
 
@@ -259,4 +259,60 @@ def test_fields_of_scales_a_few_ulps_apart_share_a_batch(gate: threading.Event) 
     for future in futures:
         future.result(timeout=30)
     assert upscaler.batch_sizes == [1, 2]
+    runtime.drain()
+
+
+def test_the_estimate_counts_queued_jobs_not_batches(gate: threading.Event) -> None:
+    """A one-job batch (a warm-up) of 0.2 s makes each queued job count 0.2 s: eight queued
+    jobs are expected to take 1.6 s or more, not one batch's 0.2 s."""
+    upscaler = TestUpscaler(delay_s=0.2)
+    runtime = make_runtime(upscaler, max_batch=8, max_wait_ms=1.0, latency_budget_s=None)
+    runtime.upscale(window(0), field())
+    upscaler.gate = gate
+    hold_worker(runtime, upscaler)
+    queued = [runtime.submit(window(i), field()) for i in range(1, 9)]
+    assert runtime.expected_wait() >= 8 * 0.2
+    gate.set()
+    for future in queued:
+        future.result(timeout=30)
+    runtime.drain()
+
+
+def test_admitted_tickets_hold_a_place_until_their_job_is_submitted(
+    gate: threading.Event,
+) -> None:
+    upscaler = TestUpscaler(gate=gate)
+    runtime = make_runtime(upscaler, max_batch=1, queue_limit=2)
+    held = hold_worker(runtime, upscaler)
+    first, second = runtime.reserve(), runtime.reserve()
+    assert first.admitted and second.admitted
+    third = runtime.reserve()  # two places taken by tickets of jobs not yet submitted
+    assert not third.admitted and "queue is full" in str(third.refusal)
+    token = ADMISSION.set(first)
+    try:
+        queued = runtime.submit(window(1), field())  # takes its ticket's place: no second check
+    finally:
+        ADMISSION.reset(token)
+    assert first.used and runtime.pending == 1
+    with pytest.raises(Overloaded, match="queue is full"):  # one job and one ticket
+        runtime.submit(window(2), field())
+    runtime.release(first)  # used already: gives nothing back
+    with pytest.raises(Overloaded, match="queue is full"):
+        runtime.submit(window(2), field())
+    runtime.release(second)
+    later = runtime.submit(window(3), field())  # the place the released ticket held
+    gate.set()
+    for future in (held, queued, later):
+        future.result(timeout=30)
+    runtime.drain()
+
+
+def test_a_runtime_holding_tickets_is_not_idle() -> None:
+    """An idle runtime admits whatever its estimate says; one whose admitted tickets have
+    not submitted yet is not idle, so a burst arriving at once is refused past the budget."""
+    runtime = make_runtime(TestUpscaler(), latency_budget_s=0.0)
+    runtime.upscale(window(0), field())
+    assert runtime.reserve().admitted  # idle: admitted whatever the estimate says
+    refused = runtime.reserve()
+    assert not refused.admitted and "latency budget" in str(refused.refusal)
     runtime.drain()

@@ -188,7 +188,7 @@ def test_a_request_that_would_wait_too_long_for_a_render_thread_gets_503_at_once
         HNDSR_TEST_DELAY_S="1",
     )
     warm, burst, after = centre_tiles(14, 2), centre_tiles(14, 10, skip=2), centre_tiles(14, 1, 12)
-    for tile in warm:  # the gate learns that a cold SR tile runs for about a second
+    for tile in warm:  # the gate learns that a cold SR tile takes about a second of its time
         assert httpx.get(base + tile_path(sample_scene, *tile, sr="fast"), timeout=60).is_success
 
     async def timed(client: httpx.AsyncClient, path: str) -> tuple[httpx.Response, float]:
@@ -208,7 +208,7 @@ def test_a_request_that_would_wait_too_long_for_a_render_thread_gets_503_at_once
     assert len(served) + len(refused) == len(burst)
     assert len(served) >= 2 and len(refused) >= 5  # 2 threads, about 2 waiting within 1 s
     for response, _ in refused:
-        assert "render thread is expected" in response.json()["detail"]
+        assert "rendering are expected to take" in response.json()["detail"]
         assert int(response.headers["retry-after"]) >= 1
     assert max(elapsed for _, elapsed in refused) < min(served)  # before any render finished
     # once the burst has drained, a request finds a thread free and is always admitted
@@ -316,6 +316,7 @@ def test_an_explicit_mode_is_refused_before_it_waits_for_a_render_thread(
     knobs = Knobs(tmp_path)
     slow = f"{remote_http.slow.url}/get/scene.tif"  # the lookup answers, GDAL's reads wait
     env = {
+        **knobs.env(),
         "HNDSR_DATA_DIR": str(sample_scene),
         "HNDSR_ALLOWED_SOURCES": f"{sample_scene},{remote_http.slow.url}/get/",
         "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
@@ -325,7 +326,6 @@ def test_an_explicit_mode_is_refused_before_it_waits_for_a_render_thread(
         "HNDSR_SR_MAX_BATCH": "1",
         "HNDSR_REMOTE_TIMEOUT_S": "10",
         "HNDSR_REMOTE_MAX_RETRY": "0",
-        **knobs.env(),
     }
     base = live_server(env, app=TEST_APP)
     first, held, queued, refused = centre_tiles(14, 4)
@@ -364,3 +364,82 @@ def test_an_explicit_mode_is_refused_before_it_waits_for_a_render_thread(
     assert "queue is full" in response.json()["detail"]
     assert int(response.headers["retry-after"]) >= 1
     assert elapsed < 1.0
+
+
+def test_a_new_server_refuses_what_finds_no_render_thread_free(
+    live_server: Callable[..., str], sample_scene: Path, remote_http: RemoteHTTP, tmp_path: Path
+) -> None:
+    """Before any dataset request has finished, the render gate cannot tell how long the
+    requests in flight will take: with its one render thread held by a slow remote read
+    (6 s), a second request gets 503 at once instead of queueing; once a request has
+    finished, the next one is served."""
+    env = {
+        "HNDSR_DATA_DIR": str(sample_scene),
+        "HNDSR_ALLOWED_SOURCES": f"{sample_scene},{remote_http.slow.url}/get/",
+        "HNDSR_CACHE_DIR": str(tmp_path / "cache"),
+        "HNDSR_RENDER_THREADS": "1",
+        "HNDSR_RENDER_QUEUE_WAIT_S": "2",
+        "HNDSR_REMOTE_TIMEOUT_S": "10",
+        "HNDSR_REMOTE_MAX_RETRY": "0",
+    }
+    base = live_server(env, app=TEST_APP)
+    first, second = centre_tiles(14, 2)
+    slow = f"/cog/tiles/WebMercatorQuad/14/{first[1]}/{first[2]}.png?url="
+    slow += f"{remote_http.slow.url}/get/scene.tif&sr=off"
+    local = tile_path(sample_scene, *second, sr="off")
+
+    async def run() -> tuple[httpx.Response, float]:
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+            held = asyncio.create_task(client.get(slow))
+            # past the server's lookup (bytes=0-0): the thread is in GDAL's read
+            while not any(not r.endswith("bytes=0-0") for r in remote_http.slow.requests):
+                await asyncio.sleep(0.05)
+            started = asyncio.get_running_loop().time()
+            response = await client.get(local)
+            elapsed = asyncio.get_running_loop().time() - started
+            await held
+            return response, elapsed
+
+    response, elapsed = asyncio.run(run())
+    print(f"refused in {elapsed:.2f} s while the only render thread read a slow remote")
+    assert response.status_code == 503, response.text
+    assert "no request has finished yet" in response.json()["detail"]
+    assert int(response.headers["retry-after"]) >= 1
+    assert elapsed < 1.0
+    assert httpx.get(base + local, timeout=60).status_code == 200
+
+
+def test_auto_refused_on_arrival_degrades_without_asking_again(
+    start: Callable[..., tuple[str, Knobs]], sample_scene: Path
+) -> None:
+    """Once the dataset's SR zoom is known, an ``sr=auto`` tile asks the runtime on
+    arrival: refused there (the queue's one place is taken by a queued job), it gets no
+    503 from the early admission but a bicubic answer, counted as degraded."""
+    base, knobs = start(HNDSR_SR_QUEUE_LIMIT="1", HNDSR_SR_MAX_BATCH="1")
+    known, held, queued, refused = centre_tiles(14, 4)
+    assert httpx.get(base + tile_path(sample_scene, *known, sr="fast"), timeout=60).is_success
+
+    async def run() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+            before = metric(base, INFERENCES, mode="fast")
+            tasks = [asyncio.create_task(client.get(tile_path(sample_scene, *held, sr="fast")))]
+            while metric(base, INFERENCES, mode="fast") == before:
+                await asyncio.sleep(0.05)
+            tasks.append(
+                asyncio.create_task(client.get(tile_path(sample_scene, *queued, sr="fast")))
+            )
+            while metric(base, "hndsr_sr_queue_depth") < 1:
+                await asyncio.sleep(0.05)
+            response = await client.get(tile_path(sample_scene, *refused, sr="auto"))
+            knobs.open_gate()
+            await asyncio.gather(*tasks)
+            return response
+
+    knobs.close_gate()
+    try:
+        response = asyncio.run(run())
+    finally:
+        knobs.open_gate()
+    assert response.status_code == 200
+    assert response.headers["x-sr-mode"] == "degraded-bicubic"
+    assert metric(base, "hndsr_sr_degraded_total") == 1

@@ -26,7 +26,8 @@ DATASET_PREFIXES = ("/cog/", "/stac/")
 """Paths of the routes that open datasets and render (the render gate's scope)."""
 OVERLOAD_RETRY_AFTER_S = 1
 EWMA_WEIGHT = 0.2
-"""Weight of the newest request in the running estimate of a dataset request's duration."""
+"""Weight of the newest request in the running estimate of a dataset request's share of
+the server's time."""
 
 
 def limit_render_threads(threads: int) -> None:
@@ -121,17 +122,22 @@ class BodySizeLimit:
 
 
 class RenderGate:
-    """Dataset requests: at most ``capacity`` in flight, a newcomer refused at once when it
-    would wait longer than ``queue_wait_s`` for one of the ``threads`` render threads (both
+    """Dataset requests: at most ``capacity`` in flight, a newcomer refused at once when the
+    requests in flight are expected to take longer than ``queue_wait_s`` to finish (both
     503 + Retry-After), and each answered within ``deadline_s`` (504 when it has not started
     its response by then).
 
-    The wait is estimated from the queue depth: a request with ``n`` requests ahead of it
-    beyond the render-thread bound (``threads`` plus those lent by requests that only wait
-    for their SR batch, ``render_thread_lent``) waits about ``n / threads`` running times
-    (an EWMA of the dataset requests' durations; before the first has finished, the age of
-    the oldest in flight, a lower bound). A request that finds a thread free is always
-    admitted, so the estimate cannot refuse an idle server.
+    The estimate treats the server as one processor shared by the requests in flight: a
+    request that ran ``d`` seconds beside ``n`` others on average took ``d / n`` of the
+    server's time (``work_s``, an EWMA), and ``k`` requests in flight take about
+    ``k x work_s`` to finish. Measured under load this follows what the cores (or a remote
+    store) really deliver, where a count of threads would assume that 32 threads on 2 cores
+    run 32 renders at full speed. Until one request has finished the share is unknown and
+    a request that finds no render thread free is refused: a burst reaching a new server
+    would otherwise fill the whole queue before any estimate exists. A request that finds a
+    thread free (``threads`` plus those lent by requests that only wait for their SR batch,
+    ``render_thread_lent``) is always admitted, so the estimate cannot refuse an idle
+    server.
 
     A request past its deadline is abandoned, not interrupted: its worker thread finishes
     the read in the background and still counts against ``capacity`` until it does, so
@@ -153,10 +159,10 @@ class RenderGate:
         self.threads = threads or capacity
         self.queue_wait_s = queue_wait_s
         self.prefixes = tuple(prefixes)
-        self.running_s: float | None = None
-        """EWMA of the dataset requests' durations (None until one finished)."""
-        self._started: dict[int, float] = {}
-        """Start time of each request in flight, oldest first."""
+        self.work_s: float | None = None
+        """EWMA of a dataset request's share of the server's time (None until one finished)."""
+        self._started: dict[int, tuple[float, int]] = {}
+        """Start time and requests in flight at its start, of each request in flight."""
         self._tokens = itertools.count()
 
     @property
@@ -165,16 +171,16 @@ class RenderGate:
         return len(self._started)
 
     def expected_queue_wait(self) -> float:
-        """Seconds a dataset request arriving now is expected to wait for a render thread
-        (call on the event loop: the bound is its anyio thread limiter's)."""
+        """Seconds the dataset requests in flight are expected to take to finish, for a
+        request arriving now; 0 when a render thread is free, ``inf`` when none is and no
+        request has finished yet (call on the event loop: the bound is its anyio thread
+        limiter's)."""
         bound = anyio.to_thread.current_default_thread_limiter().total_tokens  # lent included
-        ahead = self.in_flight + 1 - int(bound)
-        if ahead <= 0:
+        if self.in_flight < int(bound):
             return 0.0
-        running = self.running_s
-        if running is None:
-            running = time.monotonic() - next(iter(self._started.values()))
-        return ahead / self.threads * running
+        if self.work_s is None:
+            return math.inf
+        return self.in_flight * self.work_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
@@ -186,10 +192,16 @@ class RenderGate:
             return
         wait = self.expected_queue_wait()
         if self.queue_wait_s and wait > self.queue_wait_s:
-            retry = [(b"retry-after", str(max(OVERLOAD_RETRY_AFTER_S, math.ceil(wait))).encode())]
+            if math.isinf(wait):
+                retry_after = OVERLOAD_RETRY_AFTER_S
+                expected = "no render thread is free and no request has finished yet"
+            else:
+                retry_after = max(OVERLOAD_RETRY_AFTER_S, math.ceil(wait))
+                expected = f"the requests rendering are expected to take {wait:.1f} s"
+            retry = [(b"retry-after", str(retry_after).encode())]
             detail = (
-                f"server busy: a render thread is expected in {wait:.1f} s, over the "
-                f"{self.queue_wait_s:g} s limit (setting HNDSR_RENDER_QUEUE_WAIT_S)"
+                f"server busy: {expected}, over the {self.queue_wait_s:g} s limit "
+                "(setting HNDSR_RENDER_QUEUE_WAIT_S)"
             )
             await send_json(send, 503, detail, retry)
             return
@@ -204,7 +216,7 @@ class RenderGate:
             await send(message)
 
         token = next(self._tokens)
-        self._started[token] = time.monotonic()
+        self._started[token] = (time.monotonic(), self.in_flight + 1)
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
         task.add_done_callback(functools.partial(self._finished, token))
         try:
@@ -226,10 +238,12 @@ class RenderGate:
             )
 
     def _finished(self, token: int, task: asyncio.Future) -> None:
-        elapsed = time.monotonic() - self._started.pop(token)
-        previous = self.running_s
-        self.running_s = (
-            elapsed if previous is None else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * elapsed
+        started, beside_at_start = self._started.pop(token)
+        beside = (beside_at_start + self.in_flight + 1) / 2  # in flight with it, on average
+        share = (time.monotonic() - started) / beside
+        previous = self.work_s
+        self.work_s = (
+            share if previous is None else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * share
         )
         if not task.cancelled():
             task.exception()  # mark retrieved: an abandoned request's error is not re-reported

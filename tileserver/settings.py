@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,16 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tileserver.tms import DEFAULT_WMTS_TMS, tms_subset
+
+RENDER_THREADS_PER_CPU = 4
+"""Default render threads per usable CPU: enough to overlap remote reads, few enough that
+the requests rendering at once on a CPU still finish within the SR latency budget."""
+
+
+def default_render_threads() -> int:
+    """``RENDER_THREADS_PER_CPU`` x the CPUs this process may run on (at least 4)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(4, RENDER_THREADS_PER_CPU * (cpus or 1))
 
 
 class Settings(BaseSettings):
@@ -130,10 +141,11 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Longest a dataset request may render before it answers 504."
     )
     render_threads: int = Field(
-        32,
+        default_factory=default_render_threads,
         ge=1,
         description="Threads rendering at once for TiTiler work (health checks never wait "
-        "for them); an SR tile waiting for its batch lends its place to another request.",
+        "for them); an SR tile waiting for its batch lends its place to another request. "
+        "Default: 4 per CPU this process may use (at least 4).",
     )
     render_queue: int = Field(
         64,

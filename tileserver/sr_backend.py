@@ -45,7 +45,7 @@ from sr_engine.metrics import (
     SR_TILES,
 )
 from sr_engine.modes import AUTO, BICUBIC, DEGRADED_MODE
-from sr_engine.runtime import Overloaded, SRRuntime, UnknownModel
+from sr_engine.runtime import ADMISSION, Overloaded, SRRuntime, UnknownModel
 from sr_engine.shadow import ShadowRunner
 from tileserver.canary import CANARY, CHAMPION, MODEL_ROLE, SHADOW
 from tileserver.guards import render_thread_lent
@@ -357,7 +357,8 @@ class SRBackend:
         runtime = self.runtime
         if resolved.mode == BICUBIC or resolved.may_degrade or runtime is None:
             return
-        if not BACKGROUND_RECOMPUTE.get():
+        ticket = ADMISSION.get()
+        if not BACKGROUND_RECOMPUTE.get() and (ticket is None or not ticket.admitted):
             runtime.check_admission()
 
     def upscale_tile(
@@ -387,6 +388,9 @@ class SRBackend:
         if runtime is None or model is None or not usable:
             raise ModelUnavailableError(self.model_error or f"mode {mode!r} is not loaded")
         background = BACKGROUND_RECOMPUTE.get()
+        ticket = ADMISSION.get()
+        if resolved.may_degrade and not background and ticket and not ticket.admitted:
+            return self._degraded(lr, coords)  # refused on arrival: no second try
         version = model.version
         key = (job_key(lr, coords, pixel_offset, mode, version), background)
         del model  # a reload frees the old model once in-flight jobs are done
