@@ -24,7 +24,11 @@ from benchmarks.common import (
 
 def run(max_batch: int, paths: list[str], concurrency: int) -> tuple[float, float, float]:
     """(tiles/s, p95 seconds, mean batch size) of one server configuration."""
-    env = {"HNDSR_SR_MAX_BATCH": str(max_batch), "HNDSR_SR_LATENCY_BUDGET_MS": "0"}
+    env = {  # every request waits for its SR tile: no latency budget, no render-gate estimate
+        "HNDSR_SR_MAX_BATCH": str(max_batch),
+        "HNDSR_SR_LATENCY_BUDGET_MS": "0",
+        "HNDSR_RENDER_QUEUE_WAIT_S": "0",
+    }
     with serve(env) as base:
         count = metric(base, "hndsr_sr_batch_size_count")
         total = metric(base, "hndsr_sr_batch_size_sum")
