@@ -390,9 +390,13 @@ def test_a_new_server_refuses_what_finds_no_render_thread_free(
 
     async def run() -> tuple[httpx.Response, float]:
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+
+            def reads() -> int:  # GDAL's requests (the server's lookup asks for bytes=0-0)
+                return sum(not r.endswith("bytes=0-0") for r in remote_http.slow.requests)
+
+            before = reads()  # the slow server is shared by the session's tests
             held = asyncio.create_task(client.get(slow))
-            # past the server's lookup (bytes=0-0): the thread is in GDAL's read
-            while not any(not r.endswith("bytes=0-0") for r in remote_http.slow.requests):
+            while reads() == before:  # the thread is in GDAL's read
                 await asyncio.sleep(0.05)
             started = asyncio.get_running_loop().time()
             response = await client.get(local)

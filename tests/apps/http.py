@@ -67,15 +67,10 @@ class Knobs:
         self.fail_once = folder / "fail-once"
 
     def env(self) -> dict[str, str]:
-        """The knob files, and the render gate's estimate off with 32 render threads: these
-        servers get bursts held at the model's gate, which the gate would partly refuse on a
-        small CI machine (4 threads per CPU; none finished yet). The gate's tests set both."""
         return {
             "HNDSR_TEST_GATE": str(self.gate),
             "HNDSR_TEST_FAIL": str(self.fail),
             "HNDSR_TEST_FAIL_ONCE": str(self.fail_once),
-            "HNDSR_RENDER_THREADS": "32",
-            "HNDSR_RENDER_QUEUE_WAIT_S": "0",
         }
 
     def close_gate(self) -> None:

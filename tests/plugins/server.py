@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,11 +66,23 @@ class ServerPool:
             stop_process(process)
 
 
+BURSTS_ADMITTED = {"HNDSR_RENDER_THREADS": "32", "HNDSR_RENDER_QUEUE_WAIT_S": "0"}
+"""``live_server``'s defaults under the test's ``env``: tests send bursts (32 tiles at once
+to check canary blocks, coalescing, batching) that the render gate's estimate would partly
+refuse on a 2-core CI machine (4 threads per CPU; a fresh server refuses what finds no
+thread free). The render gate's own tests set both."""
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """``start(env=None, app=DEFAULT_APP) -> base URL``; servers stop at the end of the test."""
+    """``start(env=None, app=DEFAULT_APP) -> base URL`` with ``BURSTS_ADMITTED`` under
+    ``env``; servers stop at the end of the test."""
     pool = ServerPool(tmp_path)
-    yield pool.start
+
+    def start(env: dict[str, str] | None = None, app: str = DEFAULT_APP, **options: Any) -> str:
+        return pool.start({**BURSTS_ADMITTED, **(env or {})}, app, **options)
+
+    yield start
     pool.close()
 
 
