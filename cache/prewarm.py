@@ -164,11 +164,11 @@ async def get_when_not_busy(client: httpx.AsyncClient, path: str) -> httpx.Respo
     ``BUSY_RETRIES`` times, each wait capped at ``MAX_BUSY_WAIT_S``)."""
     response = await client.get(path)
     for _ in range(BUSY_RETRIES):
+        if response.status_code != 503:
+            return response
         try:
             wait = float(response.headers["retry-after"])
         except (KeyError, ValueError):
-            return response
-        if response.status_code != 503:
             return response
         await asyncio.sleep(min(max(wait, 0.0), MAX_BUSY_WAIT_S))
         response = await client.get(path)

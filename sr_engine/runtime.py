@@ -14,7 +14,6 @@ default and retires the old one, which is dropped once no queued or running job 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import math
 import threading
@@ -74,20 +73,17 @@ class UnknownModel(ModelUnavailableError):
 @dataclass
 class AdmissionTicket:
     """The runtime's answer to a request that asked before its window was read
-    (``SRRuntime.reserve``): ``admitted`` holds a place in the queue estimate until the
-    request's job is submitted (then admitted without a second check) or the ticket is
-    released; a refused ticket tells ``sr=auto`` to degrade at once."""
+    (``SRRuntime.reserve``): an admitted ticket holds a place in the queue estimate until
+    the request's job is submitted with it (then admitted without a second check) or it is
+    released; a refused one carries the ``refusal``."""
 
-    admitted: bool
     refusal: Overloaded | None = None
-    """Why it was refused."""
     used: bool = False
 
-
-ADMISSION: contextvars.ContextVar[AdmissionTicket | None] = contextvars.ContextVar(
-    "sr_admission", default=None
-)
-"""The current request's ticket (set by the server's early admission)."""
+    @property
+    def admitted(self) -> bool:
+        """The runtime admitted the job."""
+        return self.refusal is None
 
 
 class SRRuntime:
@@ -244,6 +240,7 @@ class SRRuntime:
         background: bool = False,
         admit: bool = True,
         model: str | None = None,
+        ticket: AdmissionTicket | None = None,
     ) -> Future[np.ndarray]:
         """Queue one (C, h, w) window sampled at ``coords`` (H, W, 2); the future resolves
         to float32 (C, H, W). See ``sr_engine.interface`` for ``coords`` and ``cell``.
@@ -251,7 +248,8 @@ class SRRuntime:
         ``background`` jobs (recomputations nobody waits for) yield to foreground ones and
         skip the latency budget. ``admit=False`` bypasses admission control (warm-up).
         ``model`` is the version to run (default: the default model); ``UnknownModel`` if
-        it is not held. Raises ``Overloaded`` when the job cannot be served in time.
+        it is not held. An admitted, unused ``ticket`` (``reserve``) takes its place without
+        a second check. Raises ``Overloaded`` when the job cannot be served in time.
         """
         version = model or self.upscaler.version
         upscaler = self._models.get(version)
@@ -291,7 +289,6 @@ class SRRuntime:
             background=background,
             enqueued=time.monotonic(),
         )
-        ticket = None if background else ADMISSION.get()
         with self._cond:
             reserved = ticket is not None and self._use_locked(ticket)
             if admit and not reserved:
@@ -339,15 +336,15 @@ class SRRuntime:
 
     def reserve(self) -> AdmissionTicket:
         """Admit a foreground job before it is prepared: an admitted ticket counts as a
-        queued job in the estimate until its job is submitted (under ``ADMISSION``) or it
-        is ``release``d, so a burst arriving at an empty queue is not admitted whole."""
+        queued job in the estimate until its job is submitted with it or it is
+        ``release``d, so a burst arriving at an empty queue is not admitted whole."""
         with self._cond:
             try:
                 self._admit(background=False)
             except Overloaded as refused:
-                return AdmissionTicket(admitted=False, refusal=refused)
+                return AdmissionTicket(refusal=refused)
             self._reserved += 1
-            return AdmissionTicket(admitted=True)
+            return AdmissionTicket()
 
     def release(self, ticket: AdmissionTicket) -> None:
         """Give back an admitted ticket whose job was never submitted (no-op otherwise)."""

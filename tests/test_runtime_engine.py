@@ -12,7 +12,7 @@ import pytest
 
 from sr_engine.bicubic import BicubicUpscaler
 from sr_engine.interface import regular_field
-from sr_engine.runtime import ADMISSION, Overloaded, SRRuntime
+from sr_engine.runtime import Overloaded, SRRuntime
 from tests.apps.polling import wait_until
 from tests.apps.upscalers import FailOn, TestUpscaler
 
@@ -288,11 +288,7 @@ def test_admitted_tickets_hold_a_place_until_their_job_is_submitted(
     assert first.admitted and second.admitted
     third = runtime.reserve()  # two places taken by tickets of jobs not yet submitted
     assert not third.admitted and "queue is full" in str(third.refusal)
-    token = ADMISSION.set(first)
-    try:
-        queued = runtime.submit(window(1), field())  # takes its ticket's place: no second check
-    finally:
-        ADMISSION.reset(token)
+    queued = runtime.submit(window(1), field(), ticket=first)  # its place: no second check
     assert first.used and runtime.pending == 1
     with pytest.raises(Overloaded, match="queue is full"):  # one job and one ticket
         runtime.submit(window(2), field())

@@ -58,6 +58,21 @@ async def burst_while_held(
         return list(responses[1:])
 
 
+async def fill_a_queue_of_one(
+    client: httpx.AsyncClient, base: str, held: str, queued: str
+) -> list[asyncio.Task[httpx.Response]]:
+    """GET ``held`` until it is in the (gated) model, then ``queued`` until it waits in the
+    SR queue; returns both requests in flight."""
+    before = metric(base, INFERENCES, mode="fast")
+    tasks = [asyncio.create_task(client.get(held))]
+    while metric(base, INFERENCES, mode="fast") == before:
+        await asyncio.sleep(0.05)
+    tasks.append(asyncio.create_task(client.get(queued)))
+    while metric(base, "hndsr_sr_queue_depth") < 1:
+        await asyncio.sleep(0.05)
+    return tasks
+
+
 def test_a_burst_on_a_full_queue_gets_degraded_tiles_then_the_real_ones(
     start: Callable[..., tuple[str, Knobs]], sample_scene: Path, tmp_path: Path
 ) -> None:
@@ -279,20 +294,14 @@ def test_an_explicit_mode_refused_by_the_runtime_reads_none_of_its_window(
     async def run() -> tuple[int, httpx.Response, int, httpx.Response]:
         limits = httpx.Limits(max_connections=6)
         async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-            before = metric(base, INFERENCES, mode="fast")
-            held = asyncio.create_task(client.get(path(0, 0, "fast")))
-            while metric(base, INFERENCES, mode="fast") == before:
-                await asyncio.sleep(0.05)
-            queued = asyncio.create_task(client.get(path(1, 0, "fast")))
-            while metric(base, "hndsr_sr_queue_depth") < 1:
-                await asyncio.sleep(0.05)
+            tasks = await fill_a_queue_of_one(client, base, path(0, 0, "fast"), path(1, 0, "fast"))
             reads = window_reads()
             refused = await client.get(path(-12, -12, "fast"))
             after_refused = window_reads()
             degraded = await client.get(path(12, 12, "auto"))
             after_degraded = window_reads()
             knobs.open_gate()
-            await asyncio.gather(held, queued)
+            await asyncio.gather(*tasks)
             return after_refused - reads, refused, after_degraded - after_refused, degraded
 
     knobs.close_gate()
@@ -334,15 +343,12 @@ def test_an_explicit_mode_is_refused_before_it_waits_for_a_render_thread(
     async def run() -> tuple[httpx.Response, float]:
         limits = httpx.Limits(max_connections=6)
         async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-            before = metric(base, INFERENCES, mode="fast")
-            tasks = [asyncio.create_task(client.get(tile_path(sample_scene, *held, sr="fast")))]
-            while metric(base, INFERENCES, mode="fast") == before:
-                await asyncio.sleep(0.05)
-            tasks.append(
-                asyncio.create_task(client.get(tile_path(sample_scene, *queued, sr="fast")))
+            tasks = await fill_a_queue_of_one(
+                client,
+                base,
+                tile_path(sample_scene, *held, sr="fast"),
+                tile_path(sample_scene, *queued, sr="fast"),
             )
-            while metric(base, "hndsr_sr_queue_depth") < 1:
-                await asyncio.sleep(0.05)
             slow_path = f"/cog/tiles/WebMercatorQuad/14/{first[1]}/{first[2]}.png?url={slow}"
             tasks.append(asyncio.create_task(client.get(slow_path)))
             while len(remote_http.slow.requests) == 0:  # the thread is in GDAL's read
@@ -425,15 +431,12 @@ def test_auto_refused_on_arrival_degrades_without_asking_again(
 
     async def run() -> httpx.Response:
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-            before = metric(base, INFERENCES, mode="fast")
-            tasks = [asyncio.create_task(client.get(tile_path(sample_scene, *held, sr="fast")))]
-            while metric(base, INFERENCES, mode="fast") == before:
-                await asyncio.sleep(0.05)
-            tasks.append(
-                asyncio.create_task(client.get(tile_path(sample_scene, *queued, sr="fast")))
+            tasks = await fill_a_queue_of_one(
+                client,
+                base,
+                tile_path(sample_scene, *held, sr="fast"),
+                tile_path(sample_scene, *queued, sr="fast"),
             )
-            while metric(base, "hndsr_sr_queue_depth") < 1:
-                await asyncio.sleep(0.05)
             response = await client.get(tile_path(sample_scene, *refused, sr="auto"))
             knobs.open_gate()
             await asyncio.gather(*tasks)

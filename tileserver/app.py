@@ -174,7 +174,6 @@ def create_app(
         RenderGate,
         deadline_s=settings.render_deadline_s,
         capacity=settings.render_threads + settings.render_queue,
-        threads=settings.render_threads,
         queue_wait_s=settings.render_queue_wait_s,
     )
     # explicit model modes the SR runtime refuses now: 503 before waiting for a thread

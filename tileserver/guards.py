@@ -135,9 +135,9 @@ class RenderGate:
     run 32 renders at full speed. Until one request has finished the share is unknown and
     a request that finds no render thread free is refused: a burst reaching a new server
     would otherwise fill the whole queue before any estimate exists. A request that finds a
-    thread free (``threads`` plus those lent by requests that only wait for their SR batch,
-    ``render_thread_lent``) is always admitted, so the estimate cannot refuse an idle
-    server.
+    thread free (anyio's thread bound, including the threads lent by requests that only wait
+    for their SR batch, ``render_thread_lent``) is always admitted, so the estimate cannot
+    refuse an idle server.
 
     A request past its deadline is abandoned, not interrupted: its worker thread finishes
     the read in the background and still counts against ``capacity`` until it does, so
@@ -149,14 +149,12 @@ class RenderGate:
         app: ASGIApp,
         deadline_s: float,
         capacity: int,
-        threads: int | None = None,
         queue_wait_s: float = 0.0,
         prefixes=DATASET_PREFIXES,
     ) -> None:
         self.app = app
         self.deadline_s = deadline_s
         self.capacity = capacity
-        self.threads = threads or capacity
         self.queue_wait_s = queue_wait_s
         self.prefixes = tuple(prefixes)
         self.work_s: float | None = None

@@ -19,12 +19,12 @@ from cache import BACKGROUND_RECOMPUTE
 from cache.keys import parse_tile_request
 from sr_engine import ModelUnavailableError
 from sr_engine.modes import AUTO, BICUBIC, MODEL_MODES
-from sr_engine.runtime import ADMISSION, AdmissionTicket
+from sr_engine.runtime import AdmissionTicket, SRRuntime
 from tileserver.errors import SourceNotAllowedError
 from tileserver.guards import send_json
 from tileserver.http_middleware import HTTPMiddleware
 from tileserver.security import Allowlist
-from tileserver.sr_backend import SRBackend
+from tileserver.sr_backend import ADMISSION, SRBackend
 from tileserver.sr_zooms import SRZoomMemo
 
 
@@ -44,8 +44,8 @@ class EarlySRAdmission(HTTPMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse, or pass the request on holding its ticket (released when it is done)."""
         runtime = self.backend.runtime
-        explicit, ticket = self._ticket(scope)
-        if ticket is None or runtime is None:
+        explicit, ticket = (False, None) if runtime is None else self._ticket(scope, runtime)
+        if runtime is None or ticket is None:
             await self.app(scope, receive, send)
             return
         if explicit and ticket.refusal is not None:
@@ -60,13 +60,12 @@ class EarlySRAdmission(HTTPMiddleware):
             ADMISSION.reset(token)
             runtime.release(ticket)
 
-    def _ticket(self, scope: Scope) -> tuple[bool, AdmissionTicket | None]:
+    def _ticket(self, scope: Scope, runtime: SRRuntime) -> tuple[bool, AdmissionTicket | None]:
         """(explicit mode?, the runtime's ticket), or no ticket when the tile is not known
         to be super-resolved by a model (the route and the reader decide)."""
-        tile = parse_tile_request(scope["path"], scope["query_string"].decode("latin-1"))
-        runtime = self.backend.runtime
-        if runtime is None or BACKGROUND_RECOMPUTE.get():
+        if BACKGROUND_RECOMPUTE.get():
             return False, None
+        tile = parse_tile_request(scope["path"], scope["query_string"].decode("latin-1"))
         if tile is None or tile.endpoint != "cog" or tile.sr not in (*MODEL_MODES, AUTO):
             return False, None
         try:

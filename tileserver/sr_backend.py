@@ -15,6 +15,7 @@ a changed model beside the old one, switches, and waits until the old one is fre
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import hashlib
 import json
@@ -45,7 +46,7 @@ from sr_engine.metrics import (
     SR_TILES,
 )
 from sr_engine.modes import AUTO, BICUBIC, DEGRADED_MODE
-from sr_engine.runtime import ADMISSION, Overloaded, SRRuntime, UnknownModel
+from sr_engine.runtime import AdmissionTicket, Overloaded, SRRuntime, UnknownModel
 from sr_engine.shadow import ShadowRunner
 from tileserver.canary import CANARY, CHAMPION, MODEL_ROLE, SHADOW
 from tileserver.guards import render_thread_lent
@@ -62,6 +63,11 @@ DRAIN_TIMEOUT_S = 60.0
 """Longest wait for queued batches at shutdown."""
 FREE_TIMEOUT_S = 60.0
 """Longest wait, after a reload, for the in-flight work of the old model to finish."""
+
+ADMISSION: contextvars.ContextVar[AdmissionTicket | None] = contextvars.ContextVar(
+    "sr_admission", default=None
+)
+"""The request's SR admission ticket (set by ``tileserver.sr_admission``)."""
 
 Loader = Callable[[Path | None], Upscaler]
 """Weights file (``None``: the shipped checkpoint) -> upscaler."""
@@ -388,8 +394,8 @@ class SRBackend:
         if runtime is None or model is None or not usable:
             raise ModelUnavailableError(self.model_error or f"mode {mode!r} is not loaded")
         background = BACKGROUND_RECOMPUTE.get()
-        ticket = ADMISSION.get()
-        if resolved.may_degrade and not background and ticket and not ticket.admitted:
+        ticket = None if background else ADMISSION.get()
+        if resolved.may_degrade and ticket is not None and not ticket.admitted:
             return self._degraded(lr, coords)  # refused on arrival: no second try
         version = model.version
         key = (job_key(lr, coords, pixel_offset, mode, version), background)
@@ -398,7 +404,14 @@ class SRBackend:
         def compute() -> np.ndarray:
             runtime.start()  # no-op once started; covers apps run without their lifespan
             future = runtime.submit(
-                lr, coords, None, pixel_offset, mode, background=background, model=version
+                lr,
+                coords,
+                None,
+                pixel_offset,
+                mode,
+                background=background,
+                model=version,
+                ticket=ticket,
             )
             return future.result()
 
