@@ -67,6 +67,7 @@ def test_replicas_and_a_restart_serve_the_same_blocks_with_the_canary(
         **roles_env(sample_scene, tmp_path, "canary"),
         "HNDSR_CANARY_FRACTION": "0.5",
         "HNDSR_CANARY_BLOCK_ZOOM_OFFSET": "1",  # 2x2 blocks: several in the sample scene
+        "HNDSR_SR_LATENCY_BUDGET_MS": "0",  # 32 cold tiles at once: all wait for their model
     }
     tiles = centre_tiles(15, 32)
     paths = [tile_path(sample_scene, *t, sr="fast") for t in tiles]
