@@ -316,6 +316,12 @@ def test_an_explicit_mode_refused_by_the_runtime_reads_none_of_its_window(
     assert degraded_reads > 0
 
 
+def slow_reads(remote_http: RemoteHTTP) -> int:
+    """GDAL's requests to the shared slow remote so far (the server's lookup asks for
+    bytes=0-0)."""
+    return sum(not r.endswith("bytes=0-0") for r in remote_http.slow.requests)
+
+
 def test_an_explicit_mode_is_refused_before_it_waits_for_a_render_thread(
     live_server: Callable[..., str], sample_scene: Path, remote_http: RemoteHTTP, tmp_path: Path
 ) -> None:
@@ -350,8 +356,9 @@ def test_an_explicit_mode_is_refused_before_it_waits_for_a_render_thread(
                 tile_path(sample_scene, *queued, sr="fast"),
             )
             slow_path = f"/cog/tiles/WebMercatorQuad/14/{first[1]}/{first[2]}.png?url={slow}"
+            before = slow_reads(remote_http)  # the slow server is shared by the session's tests
             tasks.append(asyncio.create_task(client.get(slow_path)))
-            while len(remote_http.slow.requests) == 0:  # the thread is in GDAL's read
+            while slow_reads(remote_http) == before:  # the thread is in GDAL's read
                 await asyncio.sleep(0.05)
             started = asyncio.get_running_loop().time()
             response = await client.get(tile_path(sample_scene, *refused, sr="fast"))
@@ -396,13 +403,9 @@ def test_a_new_server_refuses_what_finds_no_render_thread_free(
 
     async def run() -> tuple[httpx.Response, float]:
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-
-            def reads() -> int:  # GDAL's requests (the server's lookup asks for bytes=0-0)
-                return sum(not r.endswith("bytes=0-0") for r in remote_http.slow.requests)
-
-            before = reads()  # the slow server is shared by the session's tests
+            before = slow_reads(remote_http)  # the slow server is shared by the session's tests
             held = asyncio.create_task(client.get(slow))
-            while reads() == before:  # the thread is in GDAL's read
+            while slow_reads(remote_http) == before:  # the thread is in GDAL's read
                 await asyncio.sleep(0.05)
             started = asyncio.get_running_loop().time()
             response = await client.get(local)
