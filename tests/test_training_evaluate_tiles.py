@@ -155,3 +155,16 @@ def test_smoke_run_scores_the_sample_scene_through_a_real_server(tmp_path, sampl
     assert "| fast - best TiTiler |" in (out / "eval_tiles.md").read_text()
     assert Image.open(out / "eval_tiles.png").size[0] > 300
     assert [p.name for p in (out / "crops").iterdir()] == ["LC08_L1TP_224078_20200518_rgb8.png"]
+    # the informational second reference scores the same cases; the fine scene itself,
+    # rendered with that resampling, scores above every reconstruction from a coarse scene
+    alternative = result["alternative"]
+    assert alternative["reference_resampling"] == settings.alternative_reference == "lanczos"
+    assert {
+        (r["scene"], r["degradation"], r["scale"], r["method"]) for r in alternative["rows"]
+    } == cases
+    (ceiling,) = alternative["ceilings"]
+    assert ceiling["pixels"] > 0
+    assert ceiling["psnr"] > max(r["psnr"] for r in result["rows"])
+    assert (
+        "Ceiling: the fine scene itself served with lanczos" in (out / "eval_tiles.md").read_text()
+    )

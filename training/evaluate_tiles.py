@@ -73,6 +73,9 @@ class TileEvalSettings:
     margin: int = 3  # coarse pixels of valid data around every tile (kernel support)
     test_areas: bool = True  # only tiles inside training.data.scene_areas(path)["test"]
     reference_resampling: str = "nearest"  # the fine scene's own tiles (sr=off)
+    # informational: every method scored again against the fine scene served with this
+    # resampling, and that rendering against the reference (the ceiling); "" skips both
+    alternative_reference: str = "lanczos"
     methods: list[str] = field(default_factory=lambda: list(METHODS))
 
     @classmethod
@@ -165,10 +168,21 @@ def _check(tile: TileArray, method: str, where: str) -> None:
         raise RuntimeError(f"{where}: asked sr={expected}, the server applied {tile.sr_mode!r}")
 
 
+@dataclass
+class SceneResult:
+    """One scene's rows against the reference and against the alternative reference, the
+    alternative rendering scored against the reference (the ceiling), and crop samples."""
+
+    rows: list[dict] = field(default_factory=list)
+    alternative_rows: list[dict] = field(default_factory=list)
+    ceiling: dict | None = None
+    samples: dict = field(default_factory=dict)
+
+
 def evaluate_scene(
     server: TileServer, scene: PreparedScene, settings: TileEvalSettings, bar: Progress, task
-) -> tuple[list[dict], dict]:
-    """Rows of one scene (every degradation, scale and method) and its crop samples."""
+) -> SceneResult:
+    """Rows of one scene (every degradation, scale and method), its ceiling and samples."""
     zoom = request_zoom(server.native_zoom(scene.fine), settings.tile_size)
     windows = scene_areas(scene.source)["test"] if settings.test_areas else None
     ok = evaluable_mask(scene.raster, settings.scales, settings.margin, windows)
@@ -177,21 +191,28 @@ def evaluate_scene(
         settings.min_fraction,
     )  # fmt: skip
     size = settings.tile_size
-    resampling = dict.fromkeys(("resampling", "reproject"), settings.reference_resampling)
-    refs = [
-        server.tile(scene.fine, c.tile.z, c.tile.x, c.tile.y, size, sr="off", **resampling)
-        for c in chosen
-    ]
+
+    def fine_tiles(resampling: str) -> list[TileArray]:
+        query = {"sr": "off", "resampling": resampling, "reproject": resampling}
+        tiles = [c.tile for c in chosen]
+        return [server.tile(scene.fine, t.z, t.x, t.y, size, **query) for t in tiles]
+
+    refs = fine_tiles(settings.reference_resampling)
     masks = [c.mask & r.valid for c, r in zip(chosen, refs, strict=True)]
+    alternative = settings.alternative_reference
+    alt_refs = fine_tiles(alternative) if alternative else []
+    alt_masks = [m & r.valid for m, r in zip(masks, alt_refs, strict=True)]
     cases = len(settings.degradations) * len(settings.scales)
     bar.advance(task, (settings.tiles - len(chosen)) * len(settings.methods) * cases)
     if not chosen:
         print(f"{scene.name}: no {size}-px tile at z{zoom} with scored pixels (skipped)")
-        return [], {}
-    rows, samples = [], {}
+        return SceneResult()
+    result = SceneResult()
+    if alternative:
+        result.ceiling = {"scene": scene.name, **scores(alt_refs, refs, alt_masks)}
     for (degradation, scale), path in scene.coarse.items():
         key = (scene.name, degradation, scale)
-        samples[key] = {"fine": refs[0].values}
+        result.samples[key] = {"fine": refs[0].values}
         for method in settings.methods:
             bar.update(task, description=f"{scene.name[:24]} {degradation} x{scale} {method}")
             served = []
@@ -200,16 +221,15 @@ def evaluate_scene(
                 _check(tile, method, f"{scene.name} {degradation} x{scale} {c.tile}")
                 served.append(tile)
                 bar.advance(task)
-            samples[key][method] = served[0].values
+            result.samples[key][method] = served[0].values
+            row = {"scene": scene.name, "degradation": degradation, "scale": scale}
+            row.update(method=method, tiles=len(chosen))
             valid = [m & t.valid for m, t in zip(masks, served, strict=True)]
-            row = {
-                "scene": scene.name,
-                "degradation": degradation,
-                "scale": scale,
-                "method": method,
-            }
-            rows.append({**row, **scores(served, refs, valid), "tiles": len(chosen)})
-    return rows, samples
+            result.rows.append({**row, **scores(served, refs, valid)})
+            if alternative:
+                valid = [m & t.valid for m, t in zip(alt_masks, served, strict=True)]
+                result.alternative_rows.append({**row, **scores(served, alt_refs, valid)})
+    return result
 
 
 def _gain(
@@ -320,11 +340,8 @@ def evaluate(checkpoint: Path, settings: TileEvalSettings, workdir: Path) -> tup
             model = server.model()
             if not model.get("loaded"):
                 raise SystemExit(f"the server could not load {checkpoint}: {model.get('error')}")
-            rows, samples = [], {}
-            for scene in scenes:
-                scene_rows, scene_samples = evaluate_scene(server, scene, settings, bar, task)
-                rows += scene_rows
-                samples.update(scene_samples)
+            done = [evaluate_scene(server, scene, settings, bar, task) for scene in scenes]
+    rows = [row for d in done for row in d.rows]
     if not rows:
         raise SystemExit("no scene had a tile with scored pixels")
     result: dict[str, Any] = {
@@ -335,6 +352,15 @@ def evaluate(checkpoint: Path, settings: TileEvalSettings, workdir: Path) -> tup
         "rows": rows,
         "summary": summarize(rows),
     }
+    if settings.alternative_reference:
+        alternative_rows = [row for d in done for row in d.alternative_rows]
+        result["alternative"] = {
+            "reference_resampling": settings.alternative_reference,
+            "rows": alternative_rows,
+            "summary": summarize(alternative_rows),
+            "ceilings": [d.ceiling for d in done if d.ceiling is not None],
+        }
+    samples = {key: value for d in done for key, value in d.samples.items()}
     result["gates"] = ship_gates(result)
     result["passed"] = all(g["passed"] for g in result["gates"] if g["blocking"])
     result["seconds"] = round(time.monotonic() - start, 1)

@@ -89,8 +89,30 @@ def gate_lines(result: dict) -> str:
     )
 
 
+def alternative(result: dict) -> str:
+    """The averages against the alternative reference and each scene's ceiling (the fine
+    scene served with the alternative resampling, scored against the reference); "" when
+    the result has none."""
+    alt = result.get("alternative")
+    if not alt:
+        return ""
+    reference, other = result["settings"]["reference_resampling"], alt["reference_resampling"]
+    ceilings = "\n".join(
+        f"| {c['scene']} | {c['psnr']:.2f} | {c['ssim']:.4f} |" for c in alt["ceilings"]
+    )
+    return (
+        f"\nAgainst the fine scene served with {other} instead of {reference} (informational; "
+        "the gates use the reference above):\n\n"
+        + averages(alt)
+        + f"\nCeiling: the fine scene itself served with {other}, scored against the "
+        f"{reference} reference (what a perfect reconstruction of the fine scene, rendered "
+        f"with {other}, would score):\n\n| scene | PSNR | SSIM |\n|---|---|---|\n" + ceilings + "\n"
+    )
+
+
 def markdown(result: dict) -> str:
-    """The averages over scenes, the per-scene table and the gates."""
+    """The averages over scenes, the per-scene table, the gates and the alternative
+    reference's view."""
     settings = result["settings"]
     scenes = len({r["scene"] for r in result["rows"]})
     return (
@@ -104,6 +126,7 @@ def markdown(result: dict) -> str:
         + "\nPer scene:\n\n"
         + per_scene(result)
         + f"\nGates ({'PASS' if result['passed'] else 'FAIL'}):\n{gate_lines(result)}\n"
+        + alternative(result)
     )
 
 
