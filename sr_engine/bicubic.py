@@ -25,6 +25,23 @@ def sample_at(lr: torch.Tensor, coords: torch.Tensor, mode: str) -> torch.Tensor
     return F.grid_sample(lr, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
+EDGE_TOLERANCE_PX = 1e-4
+"""A coordinate this close to a LR cell edge counts as on it: float32 window coordinates of
+the same ground point differ by about this much from one tile's window to the next."""
+
+
+def cell_value_at(lr: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """The value (N, C, H, W) of the LR cell of ``lr`` (N, C, h, w) holding each coordinate
+    of ``coords`` (N, H, W, 2), edges replicated. A coordinate on a cell edge (within
+    ``EDGE_TOLERANCE_PX``) takes the right / lower cell, in every window alike, so that a
+    value which steps at cell edges stays seam-free."""
+    n, c, h, w = lr.shape
+    cells = torch.floor(coords.to(lr.device) + EDGE_TOLERANCE_PX).long()
+    ix, iy = cells[..., 0].clamp(0, w - 1), cells[..., 1].clamp(0, h - 1)
+    index = (iy * w + ix).reshape(n, 1, -1).expand(n, c, -1)
+    return lr.reshape(n, c, h * w).gather(2, index).reshape(n, c, *coords.shape[1:3])
+
+
 def bicubic_at(lr: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Bicubic (a=-0.75) interpolation of ``lr`` (N, C, h, w) at ``coords`` (N, H, W, 2)."""
     return sample_at(lr, coords, "bicubic")

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sr_engine.bicubic import bicubic_at, sample_at
+from sr_engine.bicubic import bicubic_at, cell_value_at, sample_at
 from sr_engine.interface import (
     BatchUpscaleMixin,
     extend_field,
@@ -53,6 +53,7 @@ class HNDSRConfig:
     wide_feats: int = 64
     hidden: int = 64  # decoder MLP width
     harmonics: int = 2  # Fourier harmonics of the sub-pixel phase
+    cell_gate: bool = False  # learn a per-pixel share of the LR cell's own value (0307)
     latent: int = 8  # autoencoder latent channels (full resolution)
     ae_width: int = 32
     refiner_width: int = 32
@@ -199,6 +200,11 @@ class Operator(nn.Module):
         self.pos_cell = nn.Parameter(torch.randn(cfg.hidden, 2) * 0.3)
         self.mid = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
         self.out = nn.Linear(cfg.hidden, 3, bias=False)
+        if cfg.cell_gate:
+            # starts at zero: a grown checkpoint computes what it did (training.train.GROWN)
+            self.cell_gate = nn.Linear(cfg.hidden, 1)
+            nn.init.zeros_(self.cell_gate.weight)
+            nn.init.zeros_(self.cell_gate.bias)
 
     def features(self, lr: torch.Tensor) -> torch.Tensor:
         """Encoder features (N, feats, h, w) of the local detail ``lr - local_mean(lr)``."""
@@ -229,7 +235,13 @@ class Operator(nn.Module):
         h = F.relu(h * (1.0 + position @ weights.T))
         hidden = F.relu(self.mid(h))
         residual = self.out(hidden).permute(0, 3, 1, 2)
-        sr = bicubic_at(lr, coords) + residual
+        base = bicubic_at(lr, coords)
+        sr = base + residual
+        if self.cfg.cell_gate:
+            # the value of the LR cell holding the pixel, weighted per pixel: the one term
+            # that may step at LR cell edges, where an area-averaged source's fine pixels do
+            share = self.cell_gate(hidden).permute(0, 3, 1, 2)
+            sr = sr + share * (cell_value_at(lr, coords) - base)
         return sr, hidden.permute(0, 3, 1, 2)
 
 

@@ -176,3 +176,49 @@ def test_coordinate_noise_is_standard_normal():
     z = coordinate_noise(0, 2, torch.arange(256)[None], torch.arange(256)[None])
     assert abs(float(z.mean())) < 0.02
     assert abs(float(z.std()) - 1.0) < 0.02
+
+
+@pytest.fixture(scope="module")
+def gated() -> HNDSRUpscaler:
+    """A small HNDSR with a cell gate whose (normally zero-initialised) weights are random."""
+    torch.manual_seed(1)
+    cfg = HNDSRConfig(feats=8, blocks=2, hidden=16, ae_width=8, refiner_width=8, cell_gate=True)
+    net = HNDSR(cfg)
+    with torch.no_grad():
+        net.operator.cell_gate.weight.normal_(0.0, 0.5)
+        net.operator.cell_gate.bias.fill_(0.5)
+    return HNDSRUpscaler(net, "test-gated")
+
+
+def test_a_new_cell_gate_computes_what_the_network_did_without_it(model):
+    grown = HNDSR(HNDSRConfig(**{**vars(model.net.cfg), "cell_gate": True}))
+    missing, _ = grown.load_state_dict(model.net.state_dict(), strict=False)
+    assert sorted(missing) == ["operator.cell_gate.bias", "operator.cell_gate.weight"]
+    lr = torch.from_numpy(texture(3, 12, 12))[None]
+    inputs = regular_inputs(lr, (2.5, 2.5), (30, 30), np.zeros((1, 2)))
+    with torch.no_grad():
+        assert torch.equal(grown.fast(lr, *inputs), model.net.fast(lr, *inputs))
+
+
+def test_the_cell_gate_steps_at_lr_cell_edges_only(gated):
+    """Sampled just either side of x = 5 (an LR cell edge), the gated output jumps by about
+    share x the step between the two cells; either side of x = 5.5 (inside a cell) it does not."""
+    lr = torch.from_numpy(texture(3, 10, 10, seed=3))[None]
+    eps = 1e-3  # past the edge tolerance
+    xs = torch.tensor([5 - eps, 5 + eps, 5.5 - eps, 5.5 + eps], dtype=torch.float64)
+    coords = torch.stack([xs, torch.full_like(xs, 4.5)], dim=-1)[None, None].float()
+    cell = torch.full_like(coords, 0.4)
+    with torch.no_grad():
+        out = gated.net.fast(lr, coords, cell)[0, :, 0]
+    edge, inside = (out[:, 1] - out[:, 0]).abs(), (out[:, 3] - out[:, 2]).abs()
+    assert edge.max() > 0.01
+    assert inside.max() < 2e-3
+
+
+@pytest.mark.parametrize("scale", [(2.5, 2.5), (3.0, 2.0)])
+def test_adjacent_tiles_of_a_gated_model_stitch(gated, scale):
+    lr_global = texture(3, 120, 120, seed=5)[None]
+    big = tile(gated, lr_global, scale, 60, 60, 64, "fast")
+    left = tile(gated, lr_global, scale, 60, 60, 32, "fast")
+    right = tile(gated, lr_global, scale, 92, 60, 32, "fast")
+    assert np.abs(np.concatenate([left, right], axis=2) - big[:, :32]).max() < 1e-3

@@ -42,7 +42,7 @@ from training.tune import grid_metrics
 PREVIOUS = {"operator": "autoencoder", "refiner": "operator"}
 
 
-GROWN = ("operator.wide.",)  # identity-initialised blocks: may be missing from an --init
+GROWN = ("operator.wide.", "operator.cell_gate.")  # start as the identity: may miss in --init
 
 
 def initial_network(
